@@ -1,0 +1,1 @@
+"""Inference backends; each module defines ``BACKEND``, a ``realtime.engine.Backend``."""

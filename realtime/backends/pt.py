@@ -1,0 +1,65 @@
+"""PyTorch: the reference port itself, on CPU (FP32, BF16) or CUDA (FP32, FP16)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..engine import Backend, Engine, EngineSpec
+
+
+class TorchEngine(Engine):
+    def __init__(self, graph: Path, spec: EngineSpec):
+        import torch
+
+        from ..generator import DCTNet
+
+        self.spec = spec
+        self._torch = torch
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[spec.precision]
+        self.model = DCTNet.from_graph(graph).to(spec.device)
+        self.model.generator.to(dtype)
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        with self._torch.inference_mode():
+            out = self.model(self._torch.from_numpy(images).to(self.spec.device))
+        return out.cpu().numpy()
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    precisions = ("fp32", "fp16", "bf16")
+    needs = ()
+    builds = False
+
+    @classmethod
+    def unavailable(cls, device: str) -> str | None:
+        try:
+            import torch
+        except ImportError:
+            return "backend torch is not installed; pip install torch"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            return "backend torch has no CUDA device here; use --engine-device cpu or install a CUDA build of torch"
+        return None
+
+    @classmethod
+    def default_device(cls) -> str:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @classmethod
+    def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path) -> Path:
+        return graph
+
+    @classmethod
+    def load(cls, graph: Path, spec: EngineSpec, artifact: Path) -> Engine:
+        if spec.precision == "fp16" and not spec.device.startswith("cuda"):
+            from ..errors import BackendError
+
+            raise BackendError("torch fp16 needs a CUDA device; use --precision fp32 or bf16 on CPU")
+        return TorchEngine(graph, spec)
+
+
+BACKEND = TorchBackend

@@ -1,0 +1,260 @@
+"""One interface over every inference backend, and the cache of built engine artifacts.
+
+An engine maps a batch of BGR uint8 images (N,H,W,3; H and W multiples of 4) to the
+DCT-Net graph's uint8 output, exactly as the released graph does at FP32. Backends differ
+only in how they get there; ``build`` and ``load_engine`` are what both
+``scripts/build_engine.py`` and the CLIs' first-use build call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from functools import cache
+from importlib import import_module, metadata
+from pathlib import Path
+
+import numpy as np
+
+from .cache import cache_dir
+from .errors import BackendError, InputError
+
+ROLES = ("head", "background")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+HEAD_SIZE = 288
+MAX_HEAD_BATCH = 8
+MAX_BACKGROUND_SIDE = 1920  # TensorRT profile: any orientation up to 1920x1088
+ONNX_OPSET = 17
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What to build: which backend, at what precision, on which device, for which role.
+
+    The role fixes the shapes an ahead-of-time engine is optimised for: ``head`` is a batch
+    of 1..8 crops of 288x288, ``background`` one frame up to 1920 on a side.
+    """
+
+    backend: str
+    precision: str
+    device: str = "cpu"
+    role: str = "head"
+
+
+class Engine(ABC):
+    """A loaded DCT-Net graph; call it on uint8 BGR NHWC batches."""
+
+    spec: EngineSpec
+
+    @abstractmethod
+    def run(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N,H,W,3) BGR -> uint8 (N,H,W,3) BGR."""
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise InputError(f"engine input must be uint8 (N,H,W,3), got {images.dtype} {images.shape}")
+        if images.shape[1] % 4 or images.shape[2] % 4:
+            raise InputError(f"engine input height and width must be multiples of 4, got {images.shape[1:3]}")
+        return self.run(np.ascontiguousarray(images))
+
+    def close(self) -> None:
+        """Release device memory; engines are also context managers."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Backend(ABC):
+    """How one runtime builds and loads DCT-Net. Subclasses register in ``BACKENDS``."""
+
+    name: str
+    precisions: tuple[str, ...]
+    needs: tuple[str, ...]  # python distributions whose versions key the artifact cache
+    builds: bool = True  # False: runs straight from the graph, nothing to build or cache
+
+    @classmethod
+    @abstractmethod
+    def unavailable(cls, device: str) -> str | None:
+        """None if usable on ``device``, else a one-line reason with the fix."""
+
+    @classmethod
+    def default_device(cls) -> str:
+        return "cpu"
+
+    @classmethod
+    @abstractmethod
+    def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path) -> Path:
+        """Write the artifact for ``spec`` into ``out_dir`` and return its path."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, graph: Path, spec: EngineSpec, artifact: Path) -> Engine:
+        """Open a built artifact."""
+
+
+# name -> module path; imported lazily so a missing runtime costs nothing until asked for.
+_BACKEND_MODULES = {
+    "tensorrt": "realtime.backends.trt",
+    "onnxruntime": "realtime.backends.ort",
+    "openvino": "realtime.backends.ov",
+    "torch": "realtime.backends.pt",
+}
+AUTO_ORDER = ("tensorrt", "onnxruntime", "openvino", "torch")  # onnxruntime only with its CUDA EP
+
+
+def backend_names() -> tuple[str, ...]:
+    return tuple(_BACKEND_MODULES)
+
+
+def get_backend(name: str) -> type[Backend]:
+    if name not in _BACKEND_MODULES:
+        raise BackendError(f"unknown backend {name!r}; choose one of: auto, {', '.join(_BACKEND_MODULES)}")
+    return import_module(_BACKEND_MODULES[name]).BACKEND
+
+
+def resolve_spec(backend: str = "auto", precision: str = "auto", device: str = "auto", role: str = "head") -> EngineSpec:
+    """Fill in ``auto``: the best backend present (TensorRT, ORT-CUDA, OpenVINO, torch), its
+    device and its default precision; fail with the fix when an explicit choice cannot work."""
+    if role not in ROLES:
+        raise BackendError(f"unknown engine role {role!r}; expected one of {ROLES}")
+    if backend == "auto":
+        for name in AUTO_ORDER:
+            b = get_backend(name)
+            dev = b.default_device() if device == "auto" else device
+            if name == "onnxruntime" and not dev.startswith("cuda"):
+                continue  # on CPU OpenVINO is faster; ORT-CPU stays available by name
+            if b.unavailable(dev) is None and (precision == "auto" or precision in b.precisions):
+                return resolve_spec(name, precision, dev, role)
+        raise BackendError("no inference backend is usable; pip install openvino (or torch)")
+    b = get_backend(backend)
+    dev = b.default_device() if device == "auto" else device
+    if reason := b.unavailable(dev):
+        raise BackendError(reason)
+    if precision == "auto":
+        precision = "fp16" if dev.startswith("cuda") and "fp16" in b.precisions else "fp32"
+    if precision not in b.precisions:
+        raise BackendError(f"backend {backend} has no {precision}; choose one of {', '.join(b.precisions)}")
+    return EngineSpec(backend, precision, dev, role)
+
+
+@cache
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _versions(dists: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for d in dists:
+        try:
+            out[d] = metadata.version(d)
+        except metadata.PackageNotFoundError:
+            out[d] = "none"
+    return out
+
+
+def _device_id(device: str) -> str:
+    """Engines built for one GPU model do not run on another; key the cache by its name."""
+    if device.startswith("cuda"):
+        import torch
+
+        idx = int(device.split(":")[1]) if ":" in device else 0
+        return f"{device}:{torch.cuda.get_device_name(idx)}:{torch.version.cuda}"
+    return f"cpu:{platform.machine()}"
+
+
+def artifact_key(graph: Path, spec: EngineSpec) -> dict:
+    b = get_backend(spec.backend)
+    return {"graph_sha256": file_sha256(Path(graph).resolve()), **asdict(spec), "device_id": _device_id(spec.device),
+            "onnx_opset": ONNX_OPSET, "versions": _versions(("torch", *b.needs)), "python": sys.version.split()[0]}
+
+
+def _atomic_dir(final: Path, fill) -> Path:
+    """Build into a temporary sibling and rename, so a killed build leaves nothing half-made."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+    try:
+        fill(tmp)
+        os.replace(tmp, final)
+    except OSError:
+        if final.exists():  # another process won the race; use its artifact
+            return final
+        raise
+    finally:
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def export_onnx(graph: Path, root: str | Path | None = None) -> Path:
+    """The graph as ONNX (uint8 NHWC in/out; dynamic batch, height, width), cached by its hash."""
+    from .generator import DCTNet
+
+    key = {"graph_sha256": file_sha256(Path(graph).resolve()), "opset": ONNX_OPSET, "versions": _versions(("torch",))}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    final = cache_dir(root) / "engines" / f"onnx-{digest}"
+
+    def fill(tmp: Path) -> None:
+        import warnings
+
+        import torch
+
+        model = DCTNet.from_graph(graph)
+        dummy = torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
+        axes = {0: "batch", 1: "height", 2: "width"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (dummy,), str(tmp / "model.onnx"), input_names=["input_image"],
+                              output_names=["output_image"], opset_version=ONNX_OPSET, dynamo=False,
+                              dynamic_axes={"input_image": axes, "output_image": axes})
+        (tmp / "key.json").write_text(json.dumps(key, indent=1))
+
+    if not (final / "model.onnx").exists():
+        _atomic_dir(final, fill)
+    return final / "model.onnx"
+
+
+def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, log=print) -> Path:
+    """Return the cached artifact for ``spec``, building it (and the ONNX export) if needed."""
+    graph = Path(graph)
+    key = artifact_key(graph, spec)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    final = cache_dir(root) / "engines" / f"{spec.backend}-{spec.precision}-{spec.role}-{digest}"
+    marker = final / "key.json"
+    b = get_backend(spec.backend)
+    if not b.builds:
+        return graph
+    if marker.exists():
+        return final / json.loads(marker.read_text())["artifact"]
+    onnx = export_onnx(graph, root)
+    if log:
+        log(f"building {spec.backend} {spec.precision} engine for {graph.name} ({spec.role}, {spec.device}); "
+            "this happens once and is cached in " + str(final.parent))
+
+    def fill(tmp: Path) -> None:
+        artifact = b.build(graph, spec, tmp, onnx)
+        marker_tmp = tmp / "key.json"
+        marker_tmp.write_text(json.dumps({**key, "artifact": artifact.name}, indent=1))
+
+    _atomic_dir(final, fill)
+    return final / json.loads(marker.read_text())["artifact"]
+
+
+def load_engine(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, log=print) -> Engine:
+    """Build (once, cached) and open the engine for ``graph`` under ``spec``."""
+    artifact = build(graph, spec, root, log)
+    return get_backend(spec.backend).load(Path(graph), spec, artifact)

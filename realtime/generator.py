@@ -1,0 +1,215 @@
+"""DCT-Net's generator as a PyTorch module, loaded straight from a released frozen graph.
+
+Reproduces the graph end to end (DESIGN §1): BGR 0..255 in, ``x/127.5-1``, the U-Net,
+the r=1 guided filter, clip, ``(v+1)*127.5`` and the truncating cast to uint8, with
+TensorFlow's SAME padding and legacy ``resize_bilinear``. Every backend is built from
+this module (directly, or through its ONNX export), so this is the one place those
+semantics live.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ModelError
+from .graphdef import parse_graph, tensor_to_array
+
+LRELU_SLOPE = 0.2
+GF_RADIUS = 1
+GF_EPS = 1e-2
+CLIP = 0.999999
+
+_WEIGHT = re.compile(r"(?:^|/)generator/(Conv(?:_\d+)?|block_\d+/conv[12])/(weights|biases)$")
+
+
+@dataclass(frozen=True)
+class GraphWeights:
+    """The generator's weights by slim scope (``Conv_3``, ``block_0/conv1``), HWIO kernels."""
+
+    path: Path
+    channel: int
+    num_blocks: int
+    tensors: dict[str, np.ndarray]
+
+
+def _conv_names(num_blocks: int) -> list[str]:
+    blocks = [f"block_{i}/conv{j}" for i in range(num_blocks) for j in (1, 2)]
+    return [f"Conv_{i}" if i else "Conv" for i in range(5)] + blocks + [f"Conv_{i}" for i in range(5, 10)]
+
+
+def _expected_shapes(c: int, num_blocks: int) -> dict[str, tuple[int, ...]]:
+    k = {"Conv": (7, 3, c), "Conv_1": (3, c, c), "Conv_2": (3, c, 2 * c), "Conv_3": (3, 2 * c, 2 * c),
+         "Conv_4": (3, 2 * c, 4 * c), "Conv_5": (3, 4 * c, 2 * c), "Conv_6": (3, 2 * c, 2 * c),
+         "Conv_7": (3, 2 * c, c), "Conv_8": (3, c, c), "Conv_9": (7, c, 3)}
+    k.update({f"block_{i}/conv{j}": (3, 4 * c, 4 * c) for i in range(num_blocks) for j in (1, 2)})
+    return {name: (ks, ks, cin, cout) for name, (ks, cin, cout) in k.items()}
+
+
+def load_graph_weights(path: str | Path) -> GraphWeights:
+    """Read a DCT-Net frozen graph; raise ``ModelError`` naming the file if it is not one."""
+    path = Path(path)
+    expected = "a DCT-Net frozen graph (cartoon_*_h.pb / cartoon_*_bg.pb)"
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"cannot read {path}: {e.strerror}; expected {expected}") from None
+    try:
+        graph = parse_graph(data)
+        found = {}
+        for node in graph.node:
+            m = _WEIGHT.search(node.name)
+            if m and node.op == "Const":
+                found[f"{m[1]}/{m[2]}"] = tensor_to_array(node.attr["value"].tensor).astype(np.float32)
+        names = {n.name for n in graph.node}
+    except ValueError as e:
+        raise ModelError(f"{path} is corrupt or truncated ({e}); expected {expected}") from None
+    if "input_image" not in names or "output_image" not in names:
+        raise ModelError(f"{path} has no input_image/output_image nodes; expected {expected}")
+    if "Conv/weights" not in found:
+        raise ModelError(f"{path} has no generator/Conv weights; expected {expected}")
+    channel = found["Conv/weights"].shape[-1]
+    num_blocks = len({k.split("/")[0] for k in found if k.startswith("block_")})
+    for name, shape in _expected_shapes(channel, num_blocks).items():
+        w, b = found.get(f"{name}/weights"), found.get(f"{name}/biases")
+        if w is None or b is None or w.shape != shape or b.shape != (shape[-1],):
+            got = "missing" if w is None or b is None else f"{w.shape}"
+            raise ModelError(f"{path}: generator/{name} is {got}, expected weights {shape}; expected {expected}")
+    return GraphWeights(path, int(channel), num_blocks, found)
+
+
+class Upsample2x(torch.autograd.Function):
+    """TF1 ``resize_bilinear`` x2 (align_corners=False, half_pixel_centers=False): output i
+    samples input i/2, so even pixels copy and odd ones blend with the next, clamped at the
+    edge. Eager PyTorch has no such mode, so it is written out here; exported to ONNX it
+    becomes the one ``Resize`` op that means exactly this (linear, ``asymmetric``)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        nxt = torch.cat([x[:, :, 1:], x[:, :, -1:]], dim=2)
+        x = torch.stack([x, x + (nxt - x) * 0.5], dim=3).reshape(n, c, 2 * h, w)
+        nxt = torch.cat([x[:, :, :, 1:], x[:, :, :, -1:]], dim=3)
+        return torch.stack([x, x + (nxt - x) * 0.5], dim=4).reshape(n, c, 2 * h, 2 * w)
+
+    @staticmethod
+    def symbolic(g, x):
+        roi = g.op("Constant", value_t=torch.tensor([], dtype=torch.float32))
+        scales = g.op("Constant", value_t=torch.tensor([1.0, 1.0, 2.0, 2.0]))
+        return g.op("Resize", x, roi, scales, mode_s="linear", coordinate_transformation_mode_s="asymmetric")
+
+
+class GuidedFilter(nn.Module):
+    """Fast guided filter (He et al.) with the graph's operation order, on NCHW float32.
+
+    The box filter is written as the graph writes it, a depthwise conv with weights
+    float32(1/(2r+1)^2) and zero padding divided by the same filter applied to ones, not as
+    an average pool: its float rounding decides the uint8 truncation wherever the output
+    sits on an integer (flat areas of the identity golden).
+    """
+
+    def __init__(self, channels: int = 3, r: int = GF_RADIUS, eps: float = GF_EPS):
+        super().__init__()
+        k = 2 * r + 1
+        self.r, self.eps = r, eps
+        self.register_buffer("kernel", torch.full((channels, 1, k, k), 1.0 / (k * k)), persistent=False)
+
+    def _box(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.kernel, padding=self.r, groups=self.kernel.shape[0])
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        box = self._box
+        n = F.conv2d(torch.ones_like(x[:1, :1]), self.kernel[:1], padding=self.r)
+        mean_x, mean_y = box(x) / n, box(y) / n
+        a = (box(x * y) / n - mean_x * mean_y) / (box(x * x) / n - mean_x * mean_x + self.eps)
+        b = mean_y - a * mean_x
+        return box(a) / n * x + box(b) / n
+
+
+class Conv(nn.Conv2d):
+    """Conv2D with TensorFlow SAME padding for even sizes: stride 1 pads (k-1)/2 on each side;
+    a stride-2 3x3 conv pads 0 before and 1 after (H and W are multiples of 4, so even)."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int = 1):
+        super().__init__(cin, cout, k, stride, padding=(k - 1) // 2 if stride == 1 else 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x if self.stride[0] == 1 else F.pad(x, (0, 1, 0, 1)))
+
+
+class UNetGenerator(nn.Module):
+    """``unet_generator(channel, num_blocks)`` from the official code, on [-1,1] NCHW input."""
+
+    def __init__(self, channel: int = 32, num_blocks: int = 4):
+        super().__init__()
+        c = channel
+        self.num_blocks = num_blocks
+        specs = {"Conv": (3, c, 7), "Conv_1": (c, c, 3, 2), "Conv_2": (c, 2 * c, 3), "Conv_3": (2 * c, 2 * c, 3, 2),
+                 "Conv_4": (2 * c, 4 * c, 3), "Conv_5": (4 * c, 2 * c, 3), "Conv_6": (2 * c, 2 * c, 3),
+                 "Conv_7": (2 * c, c, 3), "Conv_8": (c, c, 3), "Conv_9": (c, 3, 7)}
+        specs.update({f"block_{i}/conv{j}": (4 * c, 4 * c, 3) for i in range(num_blocks) for j in (1, 2)})
+        self.convs = nn.ModuleDict({name.replace("/", "_"): Conv(*spec) for name, spec in specs.items()})
+
+    def _c(self, name: str, x: torch.Tensor, act: bool = True) -> torch.Tensor:
+        y = self.convs[name](x)
+        return F.leaky_relu(y, LRELU_SLOPE) if act else y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x0 = self._c("Conv", x)
+        x1 = self._c("Conv_2", self._c("Conv_1", x0))
+        x2 = self._c("Conv_4", self._c("Conv_3", x1))
+        for i in range(self.num_blocks):
+            x2 = self._c(f"block_{i}_conv2", self._c(f"block_{i}_conv1", x2), act=False) + x2
+        x2 = self._c("Conv_5", x2)
+        x3 = self._c("Conv_7", self._c("Conv_6", Upsample2x.apply(x2) + x1))
+        x4 = self._c("Conv_8", Upsample2x.apply(x3) + x0)
+        return self._c("Conv_9", x4, act=False)
+
+    def load_graph(self, weights: GraphWeights) -> UNetGenerator:
+        with torch.no_grad():
+            for name in _conv_names(self.num_blocks):
+                conv = self.convs[name.replace("/", "_")]
+                conv.weight.copy_(torch.from_numpy(weights.tensors[f"{name}/weights"]).permute(3, 2, 0, 1))
+                conv.bias.copy_(torch.from_numpy(weights.tensors[f"{name}/biases"]))
+        return self
+
+
+class DCTNet(nn.Module):
+    """The whole released graph: uint8 (or float 0..255) BGR NHWC in, uint8 BGR NHWC out.
+
+    H and W must be multiples of 4. The guided filter and output scaling always run in
+    float32 so that FP16/BF16 generators lose precision only inside the U-Net.
+    """
+
+    def __init__(self, channel: int = 32, num_blocks: int = 4):
+        super().__init__()
+        self.generator = UNetGenerator(channel, num_blocks)
+        self.guided_filter = GuidedFilter()
+
+    @classmethod
+    def from_graph(cls, path_or_weights: str | Path | GraphWeights) -> DCTNet:
+        w = path_or_weights if isinstance(path_or_weights, GraphWeights) else load_graph_weights(path_or_weights)
+        return cls(w.channel, w.num_blocks).eval().requires_grad_(False)._load(w)
+
+    def _load(self, w: GraphWeights) -> DCTNet:
+        self.generator.load_graph(w)
+        return self
+
+    def forward_float(self, image: torch.Tensor) -> torch.Tensor:
+        """The graph's value just before the uint8 cast, NCHW float32 in 0..255."""
+        # TensorFlow's graph optimizer turns the division by 127.5 into a multiplication by its
+        # reciprocal; matching that decides the truncation of flat areas in the identity golden.
+        x = image.permute(0, 3, 1, 2).float() * (1.0 / 127.5) - 1.0
+        dtype = next(self.generator.parameters()).dtype
+        raw = self.generator(x.to(dtype)).float()
+        out = torch.clamp(self.guided_filter(x, raw), -CLIP, CLIP)
+        return (out + 1.0) * 127.5
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.floor(self.forward_float(image)).to(torch.uint8).permute(0, 2, 3, 1)
