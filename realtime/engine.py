@@ -63,7 +63,7 @@ class Engine(ABC):
             raise InputError(f"engine input height and width must be multiples of 4, got {images.shape[1:3]}")
         return self.run(np.ascontiguousarray(images))
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most engines hold nothing to release
         """Release device memory; engines are also context managers."""
 
     def __enter__(self) -> Engine:
@@ -121,7 +121,9 @@ def get_backend(name: str) -> type[Backend]:
     return import_module(_BACKEND_MODULES[name]).BACKEND
 
 
-def resolve_spec(backend: str = "auto", precision: str = "auto", device: str = "auto", role: str = "head") -> EngineSpec:
+def resolve_spec(
+    backend: str = "auto", precision: str = "auto", device: str = "auto", role: str = "head"
+) -> EngineSpec:
     """Fill in ``auto``: the best backend present (TensorRT, ORT-CUDA, OpenVINO, torch), its
     device and its default precision; fail with the fix when an explicit choice cannot work."""
     if role not in ROLES:
@@ -177,8 +179,14 @@ def _device_id(device: str) -> str:
 
 def artifact_key(graph: Path, spec: EngineSpec) -> dict:
     b = get_backend(spec.backend)
-    return {"graph_sha256": file_sha256(Path(graph).resolve()), **asdict(spec), "device_id": _device_id(spec.device),
-            "onnx_opset": ONNX_OPSET, "versions": _versions(("torch", *b.needs)), "python": sys.version.split()[0]}
+    return {
+        "graph_sha256": file_sha256(Path(graph).resolve()),
+        **asdict(spec),
+        "device_id": _device_id(spec.device),
+        "onnx_opset": ONNX_OPSET,
+        "versions": _versions(("torch", *b.needs)),
+        "python": sys.version.split()[0],
+    }
 
 
 def _atomic_dir(final: Path, fill) -> Path:
@@ -218,9 +226,16 @@ def export_onnx(graph: Path, root: str | Path | None = None) -> Path:
         axes = {0: "batch", 1: "height", 2: "width"}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (dummy,), str(tmp / "model.onnx"), input_names=["input_image"],
-                              output_names=["output_image"], opset_version=ONNX_OPSET, dynamo=False,
-                              dynamic_axes={"input_image": axes, "output_image": axes})
+            torch.onnx.export(
+                model,
+                (dummy,),
+                str(tmp / "model.onnx"),
+                input_names=["input_image"],
+                output_names=["output_image"],
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+                dynamic_axes={"input_image": axes, "output_image": axes},
+            )
         (tmp / "key.json").write_text(json.dumps(key, indent=1))
 
     if not (final / "model.onnx").exists():
@@ -242,8 +257,10 @@ def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, l
         return final / json.loads(marker.read_text())["artifact"]
     onnx = export_onnx(graph, root)
     if log:
-        log(f"building {spec.backend} {spec.precision} engine for {graph.name} ({spec.role}, {spec.device}); "
-            "this happens once and is cached in " + str(final.parent))
+        log(
+            f"building {spec.backend} {spec.precision} engine for {graph.name} ({spec.role}, {spec.device}); "
+            "this happens once and is cached in " + str(final.parent)
+        )
 
     def fill(tmp: Path) -> None:
         artifact = b.build(graph, spec, tmp, onnx)

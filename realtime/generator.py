@@ -45,9 +45,18 @@ def _conv_names(num_blocks: int) -> list[str]:
 
 
 def _expected_shapes(c: int, num_blocks: int) -> dict[str, tuple[int, ...]]:
-    k = {"Conv": (7, 3, c), "Conv_1": (3, c, c), "Conv_2": (3, c, 2 * c), "Conv_3": (3, 2 * c, 2 * c),
-         "Conv_4": (3, 2 * c, 4 * c), "Conv_5": (3, 4 * c, 2 * c), "Conv_6": (3, 2 * c, 2 * c),
-         "Conv_7": (3, 2 * c, c), "Conv_8": (3, c, c), "Conv_9": (7, c, 3)}
+    k = {
+        "Conv": (7, 3, c),
+        "Conv_1": (3, c, c),
+        "Conv_2": (3, c, 2 * c),
+        "Conv_3": (3, 2 * c, 2 * c),
+        "Conv_4": (3, 2 * c, 4 * c),
+        "Conv_5": (3, 4 * c, 2 * c),
+        "Conv_6": (3, 2 * c, 2 * c),
+        "Conv_7": (3, 2 * c, c),
+        "Conv_8": (3, c, c),
+        "Conv_9": (7, c, 3),
+    }
     k.update({f"block_{i}/conv{j}": (3, 4 * c, 4 * c) for i in range(num_blocks) for j in (1, 2)})
     return {name: (ks, ks, cin, cout) for name, (ks, cin, cout) in k.items()}
 
@@ -108,24 +117,30 @@ class Upsample2x(torch.autograd.Function):
 class GuidedFilter(nn.Module):
     """Fast guided filter (He et al.) with the graph's operation order, on NCHW float32.
 
-    The box filter is written as the graph writes it, a depthwise conv with weights
-    float32(1/(2r+1)^2) and zero padding divided by the same filter applied to ones, not as
-    an average pool: its float rounding decides the uint8 truncation wherever the output
-    sits on an integer (flat areas of the identity golden).
+    The box filter is the graph's: taps of weight float32(1/(2r+1)^2), zero padding, divided
+    by the same filter applied to ones. TensorFlow sums the taps in row-major order with
+    fused multiply-adds, and that rounding decides the uint8 truncation wherever the output
+    sits on an integer (flat areas: the identity golden). A depthwise conv is summed in other
+    orders by some runtimes (ONNX Runtime's depthwise kernel), so the filter is a dense conv
+    with a diagonal kernel: every backend's GEMM then adds the taps in TensorFlow's order,
+    plus exact zeros, for a negligible 27 instead of 9 multiply-adds per pixel.
     """
 
     def __init__(self, channels: int = 3, r: int = GF_RADIUS, eps: float = GF_EPS):
         super().__init__()
         k = 2 * r + 1
         self.r, self.eps = r, eps
-        self.register_buffer("kernel", torch.full((channels, 1, k, k), 1.0 / (k * k)), persistent=False)
+        kernel = torch.zeros(channels, channels, k, k)
+        for c in range(channels):
+            kernel[c, c] = 1.0 / (k * k)
+        self.register_buffer("kernel", kernel, persistent=False)
 
     def _box(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.kernel, padding=self.r, groups=self.kernel.shape[0])
+        return F.conv2d(x, self.kernel, padding=self.r)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         box = self._box
-        n = F.conv2d(torch.ones_like(x[:1, :1]), self.kernel[:1], padding=self.r)
+        n = F.conv2d(torch.ones_like(x[:1, :1]), self.kernel[:1, :1], padding=self.r)
         mean_x, mean_y = box(x) / n, box(y) / n
         a = (box(x * y) / n - mean_x * mean_y) / (box(x * x) / n - mean_x * mean_x + self.eps)
         b = mean_y - a * mean_x
@@ -150,9 +165,18 @@ class UNetGenerator(nn.Module):
         super().__init__()
         c = channel
         self.num_blocks = num_blocks
-        specs = {"Conv": (3, c, 7), "Conv_1": (c, c, 3, 2), "Conv_2": (c, 2 * c, 3), "Conv_3": (2 * c, 2 * c, 3, 2),
-                 "Conv_4": (2 * c, 4 * c, 3), "Conv_5": (4 * c, 2 * c, 3), "Conv_6": (2 * c, 2 * c, 3),
-                 "Conv_7": (2 * c, c, 3), "Conv_8": (c, c, 3), "Conv_9": (c, 3, 7)}
+        specs = {
+            "Conv": (3, c, 7),
+            "Conv_1": (c, c, 3, 2),
+            "Conv_2": (c, 2 * c, 3),
+            "Conv_3": (2 * c, 2 * c, 3, 2),
+            "Conv_4": (2 * c, 4 * c, 3),
+            "Conv_5": (4 * c, 2 * c, 3),
+            "Conv_6": (2 * c, 2 * c, 3),
+            "Conv_7": (2 * c, c, 3),
+            "Conv_8": (c, c, 3),
+            "Conv_9": (c, 3, 7),
+        }
         specs.update({f"block_{i}/conv{j}": (4 * c, 4 * c, 3) for i in range(num_blocks) for j in (1, 2)})
         self.convs = nn.ModuleDict({name.replace("/", "_"): Conv(*spec) for name, spec in specs.items()})
 
@@ -191,6 +215,11 @@ class DCTNet(nn.Module):
         super().__init__()
         self.generator = UNetGenerator(channel, num_blocks)
         self.guided_filter = GuidedFilter()
+        # The input scaling as a 256-entry table: TensorFlow's optimizer turns x/127.5 - 1 into
+        # x*(1/127.5) - 1, two roundings that some runtimes fuse into one (an FMA); a lookup
+        # gives every backend TensorFlow's exact values, and costs less than the arithmetic.
+        levels = torch.arange(256, dtype=torch.float32)
+        self.register_buffer("input_table", levels * (1.0 / 127.5) - 1.0, persistent=False)
 
     @classmethod
     def from_graph(cls, path_or_weights: str | Path | GraphWeights) -> DCTNet:
@@ -201,15 +230,19 @@ class DCTNet(nn.Module):
         self.generator.load_graph(w)
         return self
 
-    def forward_float(self, image: torch.Tensor) -> torch.Tensor:
-        """The graph's value just before the uint8 cast, NCHW float32 in 0..255."""
-        # TensorFlow's graph optimizer turns the division by 127.5 into a multiplication by its
-        # reciprocal; matching that decides the truncation of flat areas in the identity golden.
-        x = image.permute(0, 3, 1, 2).float() * (1.0 / 127.5) - 1.0
+    def _shifted(self, image: torch.Tensor) -> torch.Tensor:
+        """The graph up to ``clip(...) + 1``, NCHW float32, for a uint8 NHWC BGR batch."""
+        x = self.input_table[image.permute(0, 3, 1, 2).int()]
         dtype = next(self.generator.parameters()).dtype
         raw = self.generator(x.to(dtype)).float()
-        out = torch.clamp(self.guided_filter(x, raw), -CLIP, CLIP)
-        return (out + 1.0) * 127.5
+        return torch.clamp(self.guided_filter(x, raw), -CLIP, CLIP) + 1.0
+
+    def forward_float(self, image: torch.Tensor) -> torch.Tensor:
+        """The graph's value just before the uint8 cast (NCHW float32 in 0..255) for a uint8
+        NHWC BGR batch."""
+        return self._shifted(image) * 127.5
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return torch.floor(self.forward_float(image)).to(torch.uint8).permute(0, 2, 3, 1)
+        # The transpose to NHWC sits between the +1 and the *127.5 so that no runtime can merge
+        # them into x*127.5 + 127.5 (OpenVINO does), which rounds differently from TensorFlow.
+        return torch.floor(self._shifted(image).permute(0, 2, 3, 1) * 127.5).to(torch.uint8)

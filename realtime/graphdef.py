@@ -16,9 +16,27 @@ from google.protobuf.message import DecodeError
 _F = descriptor_pb2.FieldDescriptorProto
 
 # TensorFlow DataType enum values we can turn into numpy arrays.
-_DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 6: np.int8, 9: np.int64, 10: np.bool_, 19: np.float16}
+_DTYPES = {
+    1: np.float32,
+    2: np.float64,
+    3: np.int32,
+    4: np.uint8,
+    6: np.int8,
+    9: np.int64,
+    10: np.bool_,
+    19: np.float16,
+}
 # TensorProto's typed repeated fields, by dtype (half_val stores float16 bit patterns as int32).
-_VAL_FIELDS = {1: "float_val", 2: "double_val", 3: "int_val", 4: "int_val", 6: "int_val", 9: "int64_val", 10: "bool_val", 19: "half_val"}
+_VAL_FIELDS = {
+    1: "float_val",
+    2: "double_val",
+    3: "int_val",
+    4: "int_val",
+    6: "int_val",
+    9: "int64_val",
+    10: "bool_val",
+    19: "half_val",
+}
 
 
 def _field(msg, name, number, ftype, label=_F.LABEL_OPTIONAL, type_name=None):

@@ -9,6 +9,7 @@ under a real name.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -109,7 +110,7 @@ def hub_file_list(style: Style) -> list[dict]:
     try:
         with _get(url) as r:
             body = json.load(r)
-    except (urllib.error.URLError, OSError, ValueError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
         raise ModelError(f"cannot list files of {style.model_id} at {endpoint()} ({_reason(e)})") from None
     if not body.get("Success") or "Data" not in body:
         raise ModelError(f"{endpoint()} answered without a file list for {style.model_id}: {body.get('Message', body)}")
@@ -117,6 +118,8 @@ def hub_file_list(style: Style) -> list[dict]:
 
 
 def _reason(e: Exception) -> str:
+    if isinstance(e, http.client.IncompleteRead):
+        return f"connection closed after {len(e.partial)} more bytes"
     return str(getattr(e, "reason", None) or e)
 
 
@@ -149,15 +152,20 @@ def download(url: str, dest: Path, size: int | None = None, sha256: str | None =
                 with (
                     open(part, "ab" if have else "wb") as f,
                     Progress(
-                        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                        TimeRemainingColumn(), disable=quiet, transient=True,
+                        TextColumn("{task.description}"),
+                        BarColumn(),
+                        DownloadColumn(),
+                        TransferSpeedColumn(),
+                        TimeRemainingColumn(),
+                        disable=quiet,
+                        transient=True,
                     ) as progress,
                 ):
                     task = progress.add_task(f"downloading {dest.name}", total=total, completed=have)
                     while chunk := r.read(CHUNK):
                         f.write(chunk)
                         progress.advance(task, len(chunk))
-        except (urllib.error.URLError, OSError) as e:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
             kept = f" ({part.stat().st_size} bytes kept in {part}; run again to resume)" if part.exists() else ""
             raise ModelError(f"download of {url} failed: {_reason(e)}{kept}") from None
     got = part.stat().st_size
@@ -175,8 +183,11 @@ def pull_style(style: str, root: str | Path | None = None, quiet: bool = False) 
     """Download a style's graphs (and alpha.jpg) from the hub into the cache."""
     s = get_style(style)
     target = style_dir(style, root)
-    wanted = [f for f in hub_file_list(s) if _HEAD.match(Path(f["Path"]).name) or _BG.match(Path(f["Path"]).name)
-              or Path(f["Path"]).name == "alpha.jpg"]
+    wanted = [
+        f
+        for f in hub_file_list(s)
+        if _HEAD.match(Path(f["Path"]).name) or _BG.match(Path(f["Path"]).name) or Path(f["Path"]).name == "alpha.jpg"
+    ]
     if not any(_HEAD.match(Path(f["Path"]).name) for f in wanted):
         raise ModelError(f"{s.model_id}@{s.revision} on {endpoint()} lists no cartoon_*_h.pb")
     for f in wanted:
@@ -188,8 +199,13 @@ def pull_style(style: str, root: str | Path | None = None, quiet: bool = False) 
     return find_model_files(target)
 
 
-def resolve_style(style: str, model_dir: str | Path | None = None, root: str | Path | None = None,
-                  offline: bool = False, quiet: bool = False) -> ModelFiles:
+def resolve_style(
+    style: str,
+    model_dir: str | Path | None = None,
+    root: str | Path | None = None,
+    offline: bool = False,
+    quiet: bool = False,
+) -> ModelFiles:
     """The files for a style: ``model_dir`` if given, else the cache, downloading when allowed."""
     if model_dir:
         return find_model_files(model_dir)
@@ -206,8 +222,9 @@ def resolve_style(style: str, model_dir: str | Path | None = None, root: str | P
     return pull_style(style, root, quiet)
 
 
-def resolve_face_model(path: str | Path | None = None, root: str | Path | None = None,
-                       offline: bool = False, quiet: bool = False) -> Path:
+def resolve_face_model(
+    path: str | Path | None = None, root: str | Path | None = None, offline: bool = False, quiet: bool = False
+) -> Path:
     """The MediaPipe Face Landmarker bundle: ``path`` if given, else cached or downloaded."""
     if path:
         path = Path(path)
@@ -218,6 +235,8 @@ def resolve_face_model(path: str | Path | None = None, root: str | Path | None =
     if dest.is_file():
         return dest
     if offline:
-        raise ModelError(f"face model is not in the cache and --offline is set; download {FACE_MODEL_URL} "
-                         f"to {dest} or pass --face-model")
+        raise ModelError(
+            f"face model is not in the cache and --offline is set; download {FACE_MODEL_URL} "
+            f"to {dest} or pass --face-model"
+        )
     return download(FACE_MODEL_URL, dest, sha256=FACE_MODEL_SHA256, quiet=quiet)

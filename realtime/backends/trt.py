@@ -33,7 +33,9 @@ class TensorRtEngine(Engine):
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self._engine = self._runtime.deserialize_cuda_engine(plan.read_bytes())
         if self._engine is None:
-            raise BackendError(f"TensorRT could not load {plan}; delete it to rebuild (cartoon-models path shows the cache)")
+            raise BackendError(
+                f"TensorRT could not load {plan}; delete it to rebuild (cartoon-models path shows the cache)"
+            )
         self._context = self._engine.create_execution_context()
         self._stream = torch.cuda.Stream(self.device)
         self._min, _, self._max = profile_shapes(spec.role)
@@ -42,7 +44,7 @@ class TensorRtEngine(Engine):
         """uint8 NHWC CUDA tensor in, uint8 NHWC CUDA tensor out: no host round trip."""
         torch = self._torch
         shape = tuple(images.shape)
-        if any(s < lo or s > hi for s, lo, hi in zip(shape, self._min, self._max)):
+        if any(s < lo or s > hi for s, lo, hi in zip(shape, self._min, self._max, strict=True)):
             raise BackendError(f"TensorRT {self.spec.role} engine takes shapes {self._min}..{self._max}, got {shape}")
         images = images.contiguous()
         out = torch.empty_like(images)

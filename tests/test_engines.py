@@ -1,0 +1,92 @@
+"""Every CPU backend against TensorFlow's goldens, reduced precisions against FP32, and the
+engine cache."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import GOLDEN_CASES, assert_faithful, asset, goldens, psnr
+
+from realtime.engine import EngineSpec, artifact_key, build, load_engine, resolve_spec
+from realtime.errors import BackendError, InputError
+
+CPU_BACKENDS = ["torch", "onnxruntime", "openvino"]
+HEAD = "models/dctnet/random/cartoon_anime_h.pb"
+
+
+def _engine(assets, graph, backend, precision="fp32", role="head"):
+    return load_engine(asset(assets, graph), EngineSpec(backend, precision, "cpu", role), log=None)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize(
+    "graph,golden", GOLDEN_CASES, ids=[c[1].split("/")[-1] + ":" + c[0].split("/")[-1] for c in GOLDEN_CASES]
+)
+def test_fp32_backends_match_tensorflow(assets, backend, graph, golden):
+    role = "background" if "bg" in graph else "head"
+    engine = _engine(assets, graph, backend, role=role)
+    for i, (inp, want, _) in enumerate(goldens(asset(assets, golden))):
+        assert_faithful(engine(inp[None])[0], want, f"{backend} {golden} input {i}")
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_batch_of_faces_equals_one_by_one(assets, backend):
+    """A batch of different crops gives each crop what it gives alone (no cross-talk)."""
+    engine = _engine(assets, HEAD, backend)
+    (a, _, _), (b, _, _) = goldens(asset(assets, "fixtures/dctnet_head_golden.npz"))
+    b = np.ascontiguousarray(b[:288, :288]) if b.shape[0] >= 288 else np.pad(b, ((0, 32), (0, 32), (0, 0)))
+    batch = np.stack([a, b, a[::-1].copy(), b[:, ::-1].copy()])
+    out = engine(batch)
+    assert out.shape == batch.shape and out.dtype == np.uint8
+    for k in range(len(batch)):
+        single = engine(batch[k : k + 1])[0]
+        assert np.abs(out[k].astype(int) - single).max() <= 1
+
+
+@pytest.mark.parametrize(
+    "backend,precision,floor", [("openvino", "int8", 35.0), ("openvino", "bf16", 40.0), ("torch", "bf16", 40.0)]
+)
+def test_reduced_precision_psnr(assets, backend, precision, floor):
+    """Reduced precisions are judged by PSNR against FP32 on the random-weights head."""
+    ref = _engine(assets, HEAD, "torch")
+    engine = _engine(assets, HEAD, backend, precision)
+    for inp, _, _ in goldens(asset(assets, "fixtures/dctnet_head_golden.npz")):
+        value = psnr(engine(inp[None])[0], ref(inp[None])[0])
+        assert value >= floor, f"{backend} {precision}: {value:.1f} dB < {floor}"
+
+
+def test_shapes_must_be_multiples_of_four(assets):
+    engine = _engine(assets, "fixtures/dctnet_tiny.pb", "torch")
+    with pytest.raises(InputError, match="multiples of 4"):
+        engine(np.zeros((1, 30, 32, 3), np.uint8))
+    with pytest.raises(InputError, match="uint8"):
+        engine(np.zeros((1, 32, 32, 3), np.float32))
+
+
+def test_artifacts_are_cached_and_keyed(assets, session_cache):
+    graph = asset(assets, "fixtures/dctnet_tiny.pb")
+    spec = EngineSpec("openvino", "fp32", "cpu", "head")
+    messages = []
+    first = build(graph, spec, log=messages.append)
+    again = build(graph, spec, log=messages.append)
+    assert first == again and first.is_file() and first.is_relative_to(session_cache)
+    assert len(messages) <= 1  # built at most once (an earlier test may have built it)
+    key = json.loads((first.parent / "key.json").read_text())
+    assert key["precision"] == "fp32" and key["role"] == "head" and "openvino" in key["versions"]
+    other = artifact_key(graph, EngineSpec("openvino", "int8", "cpu", "head"))
+    assert other != artifact_key(graph, spec)
+    assert artifact_key(asset(assets, HEAD), spec)["graph_sha256"] != key["graph_sha256"]
+
+
+def test_auto_and_explicit_choices():
+    spec = resolve_spec("auto", "auto", "auto", "head")
+    assert (spec.backend, spec.precision, spec.device) == ("openvino", "fp32", "cpu")
+    assert resolve_spec("openvino", "int8").precision == "int8"
+    with pytest.raises(BackendError, match="no fp16"):
+        resolve_spec("onnxruntime", "fp16", "cpu")
+    with pytest.raises(BackendError, match="unknown backend"):
+        resolve_spec("tflite")
+    with pytest.raises(BackendError, match="tensorrt"):
+        resolve_spec("tensorrt")
