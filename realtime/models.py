@@ -119,7 +119,7 @@ def hub_file_list(style: Style) -> list[dict]:
 
 def _reason(e: Exception) -> str:
     if isinstance(e, http.client.IncompleteRead):
-        return f"connection closed after {len(e.partial)} more bytes"
+        return f"connection closed after {len(e.partial)} bytes, {e.expected} missing"
     return str(getattr(e, "reason", None) or e)
 
 
@@ -148,7 +148,7 @@ def download(url: str, dest: Path, size: int | None = None, sha256: str | None =
             with _get(url, {"Range": f"bytes={have}-"} if have else None) as r:
                 if have and r.status != 206:  # server ignored Range: start over
                     have = 0
-                total = have + int(r.headers.get("Content-Length", 0)) if r.headers.get("Content-Length") else size
+                length = int(r.headers["Content-Length"]) if r.headers.get("Content-Length") else None
                 with (
                     open(part, "ab" if have else "wb") as f,
                     Progress(
@@ -161,13 +161,17 @@ def download(url: str, dest: Path, size: int | None = None, sha256: str | None =
                         transient=True,
                     ) as progress,
                 ):
-                    task = progress.add_task(f"downloading {dest.name}", total=total, completed=have)
+                    task = progress.add_task(f"downloading {dest.name}", total=size or length, completed=have)
+                    received = 0
                     while chunk := r.read(CHUNK):
                         f.write(chunk)
+                        received += len(chunk)
                         progress.advance(task, len(chunk))
+                if length is not None and received < length:
+                    raise http.client.IncompleteRead(b"\0" * received, length - received)
         except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
             kept = f" ({part.stat().st_size} bytes kept in {part}; run again to resume)" if part.exists() else ""
-            raise ModelError(f"download of {url} failed: {_reason(e)}{kept}") from None
+            raise ModelError(f"download of {dest.name} from {url} failed: {_reason(e)}{kept}") from None
     got = part.stat().st_size
     if size is not None and got != size:
         part.unlink()
