@@ -90,3 +90,5 @@ def test_auto_and_explicit_choices():
         resolve_spec("tflite")
     with pytest.raises(BackendError, match="tensorrt"):
         resolve_spec("tensorrt")
+    with pytest.raises(BackendError, match="needs a CUDA device"):
+        load_engine("unused.pb", EngineSpec("torch", "bf16", "cpu"), log=None)
