@@ -246,13 +246,13 @@ def export_onnx(graph: Path, root: str | Path | None = None) -> Path:
 def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, log=print) -> Path:
     """Return the cached artifact for ``spec``, building it (and the ONNX export) if needed."""
     graph = Path(graph)
+    b = get_backend(spec.backend)
+    if not b.builds:
+        return graph
     key = artifact_key(graph, spec)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     final = cache_dir(root) / "engines" / f"{spec.backend}-{spec.precision}-{spec.role}-{digest}"
     marker = final / "key.json"
-    b = get_backend(spec.backend)
-    if not b.builds:
-        return graph
     if marker.exists():
         return final / json.loads(marker.read_text())["artifact"]
     onnx = export_onnx(graph, root)
