@@ -52,6 +52,23 @@ class Options:
     faces: bool = opt(
         True, "find faces and stylize them with the head model (--no-faces: background graph only)", "image"
     )
+    max_faces: int = opt(4, "stylize at most this many faces per frame (largest first)", "image", type=int, metavar="N")
+    strength: float = opt(
+        1.0, "0..1: mix of the cartoon with the original (1 = full cartoon)", "image", type=float, metavar="S"
+    )
+    background: str = opt(
+        "cartoon",
+        "what is around the heads: the cartoon background, the photo, a blur of it, or a flat chroma-key colour",
+        "image",
+        choices=["cartoon", "photo", "blur", "key"],
+    )
+    key_color: tuple = opt(
+        (0, 255, 0),
+        "chroma-key colour for --background key, as R,G,B or #rrggbb",
+        "image",
+        type=lambda v: parse_color(v),
+        metavar="RGB",
+    )
     work_size: int = opt(
         720,
         "stylize the frame at this short side at most, as the official pipeline does",
@@ -61,8 +78,34 @@ class Options:
     )
     quiet: bool = opt(False, "no progress bars or build messages", "output")
 
+    def __post_init__(self) -> None:
+        from .errors import InputError
+
+        if not 0.0 <= self.strength <= 1.0:
+            raise InputError(f"--strength must be between 0 and 1, got {self.strength}")
+        if self.max_faces < 0:
+            raise InputError(f"--max-faces must be 0 or more, got {self.max_faces}")
+        if self.work_size < 64:
+            raise InputError(f"--work-size must be at least 64, got {self.work_size}")
+
     def replace(self, **changes) -> Options:
         return dataclasses.replace(self, **changes)
+
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    """'0,255,0' or '#00ff00' -> (0, 255, 0)."""
+    t = text.strip().lstrip("#")
+    try:
+        rgb = (
+            tuple(int(t[i : i + 2], 16) for i in (0, 2, 4))
+            if len(t) == 6 and "," not in t
+            else tuple(int(v) for v in t.split(","))
+        )
+    except ValueError:
+        rgb = ()
+    if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a colour; use R,G,B (0-255 each) or #rrggbb")
+    return rgb
 
 
 def add_arguments(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> None:

@@ -1,0 +1,81 @@
+"""Composition: stylized heads back into the frame through a feathered mask.
+
+Each head is warped back only inside its own box (never a full-frame warp per face) and
+blended in float: ``out = m*head + (1-m)*under``. Faces are pasted smallest first, so a
+nearer (larger) face ends on top where two overlap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .align import CROP, transform_points
+
+BACKGROUNDS = ("cartoon", "photo", "blur", "key")
+
+
+def load_alpha(path: str | Path, size: int = CROP) -> np.ndarray:
+    """DCT-Net's ``alpha.jpg``: the soft head mask of the 288 crop, 0..1 float32."""
+    m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if m is None:
+        from .errors import ModelError
+
+        raise ModelError(f"{path} is not a readable mask image; delete it to use the generated mask")
+    return cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def oval_mask(oval_in_crop: np.ndarray, size: int = CROP, grow: float = 1.15, feather: float = 0.035) -> np.ndarray:
+    """A head mask from the face oval, in crop coordinates: the oval grown about its centre
+    (hairline, jaw), then feathered with a Gaussian ``feather`` x crop size wide. Follows the
+    face's real shape and pose, where a fixed alpha.jpg assumes an average head."""
+    c = oval_in_crop.mean(axis=0)
+    poly = ((oval_in_crop - c) * grow + c) * 4  # 2 fractional bits for a smooth edge
+    m = np.zeros((size, size), np.float32)
+    cv2.fillPoly(m, [np.round(poly).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
+    sigma = feather * size
+    return cv2.GaussianBlur(m, (0, 0), sigma)
+
+
+def paste(canvas: np.ndarray, head: np.ndarray, mask: np.ndarray, inverse: np.ndarray) -> None:
+    """Blend ``head`` (crop, uint8 or float) into float32 ``canvas`` in place through ``mask``,
+    with ``inverse`` mapping crop to canvas coordinates. Work is limited to the mask's box."""
+    ys, xs = np.nonzero(mask > 1e-3)
+    if not len(xs):
+        return
+    corners = np.array(
+        [[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.min(), ys.max() + 1], [xs.max() + 1, ys.max() + 1]],
+        np.float64,
+    )
+    box = transform_points(inverse, corners)
+    h, w = canvas.shape[:2]
+    x0, y0 = max(int(np.floor(box[:, 0].min())) - 1, 0), max(int(np.floor(box[:, 1].min())) - 1, 0)
+    x1, y1 = min(int(np.ceil(box[:, 0].max())) + 1, w), min(int(np.ceil(box[:, 1].max())) + 1, h)
+    if x1 <= x0 or y1 <= y0:
+        return
+    m = inverse.copy()
+    m[:, 2] -= (x0, y0)
+    size = (x1 - x0, y1 - y0)
+    head_roi = cv2.warpAffine(head.astype(np.float32), m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(mask, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    roi = canvas[y0:y1, x0:x1]
+    roi += alpha[..., None] * (head_roi - roi)
+
+
+def background_under(
+    original: np.ndarray, stylized: np.ndarray | None, mode: str, strength: float, key_color: tuple[int, int, int]
+) -> np.ndarray:
+    """The float32 frame the heads are pasted onto, for ``--background``."""
+    if mode == "cartoon":
+        bg = stylized.astype(np.float32)
+        return bg if strength >= 1 else bg * strength + original.astype(np.float32) * (1 - strength)
+    if mode == "photo":
+        return original.astype(np.float32)
+    if mode == "blur":
+        sigma = max(original.shape[:2]) / 60
+        return cv2.GaussianBlur(original, (0, 0), sigma).astype(np.float32)
+    if mode == "key":
+        return np.broadcast_to(np.array(key_color[::-1], np.float32), original.shape).copy()  # RGB -> BGR
+    raise ValueError(f"unknown background mode {mode!r}; expected one of {BACKGROUNDS}")

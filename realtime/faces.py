@@ -1,0 +1,165 @@
+"""Faces: MediaPipe Face Landmarker, reduced to what alignment and blending need.
+
+Per face: DCT-Net's five points (pupils, nose tip, mouth corners; image-left first for an
+upright face), the face-oval polygon and a detection score. IMAGE mode for stills; VIDEO
+mode tracks between frames (cheaper, steadier) and needs increasing timestamps.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+
+# Landmark indices: iris centres 468 (the subject's right, image-left) and 473, nose tip 1,
+# mouth corners 61 (image-left) and 291.
+FIVE_POINTS = (468, 473, 1, 61, 291)
+
+
+def _oval_ring() -> tuple[int, ...]:
+    """FACEMESH_FACE_OVAL's edges chained into one closed ring of landmark indices."""
+    from mediapipe.tasks.python.vision import FaceLandmarksConnections
+
+    edges = {c.start: c.end for c in FaceLandmarksConnections.FACE_LANDMARKS_FACE_OVAL}
+    ring, node = [], next(iter(edges))
+    while node not in ring:
+        ring.append(node)
+        node = edges[node]
+    return tuple(ring)
+
+
+@contextmanager
+def _native_stderr_silenced():
+    """MediaPipe's C++ side prints a dozen log lines on creation, first use and close; users
+    would see them on every run. Silence file descriptor 2 for those calls only."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face in pixel coordinates of the frame it was found in."""
+
+    points: np.ndarray  # (5, 2) float32: left pupil, right pupil, nose tip, left/right mouth corner
+    oval: np.ndarray  # (36, 2) float32 polygon
+    score: float
+
+    def box(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) of the face oval."""
+        x0, y0 = self.oval.min(axis=0)
+        x1, y1 = self.oval.max(axis=0)
+        return float(x0), float(y0), float(x1), float(y1)
+
+    def scaled(self, s: float) -> Face:
+        return Face(self.points * s, self.oval * s, self.score)
+
+
+class FaceFinder:
+    """Finds up to ``max_faces`` faces per frame. Use as a context manager (or ``close()``):
+    a MediaPipe task left to the garbage collector prints a traceback at exit."""
+
+    def __init__(self, model: str | Path, max_faces: int = 4, video: bool = False, min_confidence: float = 0.5):
+        from mediapipe.tasks.python import vision
+        from mediapipe.tasks.python.core.base_options import BaseOptions
+
+        model = Path(model)
+        try:
+            bundle = model.read_bytes()
+            detector_bytes = zipfile.ZipFile(io.BytesIO(bundle)).read("face_detector.tflite")
+        except (OSError, zipfile.BadZipFile, KeyError) as e:
+            raise ModelError(
+                f"{model} is not a MediaPipe face_landmarker.task bundle ({e}); download it again or pass --face-model"
+            ) from None
+        mode = vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE
+        self.video = video
+        self._oval = _oval_ring()
+        self._warm = False
+        with _native_stderr_silenced():
+            self._create(vision, BaseOptions, bundle, detector_bytes, mode, max_faces, min_confidence)
+
+    def _create(self, vision, BaseOptions, bundle, detector_bytes, mode, max_faces, min_confidence) -> None:
+        self._landmarker = vision.FaceLandmarker.create_from_options(
+            vision.FaceLandmarkerOptions(
+                base_options=BaseOptions(model_asset_buffer=bundle),
+                running_mode=mode,
+                num_faces=max_faces,
+                min_face_detection_confidence=min_confidence,
+                min_face_presence_confidence=min_confidence,
+                min_tracking_confidence=min_confidence,
+            )
+        )
+        # The landmarker reports no score; the bundle's own BlazeFace detector gives one.
+        self._detector = vision.FaceDetector.create_from_options(
+            vision.FaceDetectorOptions(
+                base_options=BaseOptions(model_asset_buffer=detector_bytes),
+                running_mode=mode,
+                min_detection_confidence=min(min_confidence, 0.3),
+            )
+        )
+
+    def find(self, bgr: np.ndarray, timestamp_ms: int | None = None) -> list[Face]:
+        """Faces in a BGR frame, largest first. VIDEO mode needs ``timestamp_ms``."""
+        import mediapipe as mp
+
+        h, w = bgr.shape[:2]
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(bgr[..., ::-1]))
+        if not self._warm:  # the first inference logs too
+            self._warm = True
+            with _native_stderr_silenced():
+                return self.find(bgr, timestamp_ms)
+        if self.video:
+            result = self._landmarker.detect_for_video(image, int(timestamp_ms))
+            detections = self._detector.detect_for_video(image, int(timestamp_ms)).detections
+        else:
+            result = self._landmarker.detect(image)
+            detections = self._detector.detect(image).detections
+        boxes = [(d.bounding_box, d.categories[0].score) for d in detections]
+        faces = []
+        for lms in result.face_landmarks:
+            xy = np.array([(p.x * w, p.y * h) for p in lms], np.float32)
+            oval = xy[list(self._oval)]
+            faces.append(Face(xy[list(FIVE_POINTS)], oval, _match_score(oval, boxes)))
+        faces.sort(key=lambda f: -(f.box()[2] - f.box()[0]) * (f.box()[3] - f.box()[1]))
+        return faces
+
+    def close(self) -> None:
+        with _native_stderr_silenced():
+            self._landmarker.close()
+            self._detector.close()
+
+    def __enter__(self) -> FaceFinder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _match_score(oval: np.ndarray, boxes: list) -> float:
+    """The score of the detection whose centre lies inside this face's oval box (nearest
+    first); a face tracked without a fresh detection keeps a neutral 0.5."""
+    x0, y0 = oval.min(axis=0)
+    x1, y1 = oval.max(axis=0)
+    best, best_d = 0.5, None
+    for box, score in boxes:
+        cx, cy = box.origin_x + box.width / 2, box.origin_y + box.height / 2
+        if x0 <= cx <= x1 and y0 <= cy <= y1:
+            d = (cx - (x0 + x1) / 2) ** 2 + (cy - (y0 + y1) / 2) ** 2
+            if best_d is None or d < best_d:
+                best, best_d = float(score), d
+    return best
