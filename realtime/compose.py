@@ -65,12 +65,11 @@ def paste(canvas: np.ndarray, head: np.ndarray, mask: np.ndarray, inverse: np.nd
 
 
 def background_under(
-    original: np.ndarray, stylized: np.ndarray | None, mode: str, strength: float, key_color: tuple[int, int, int]
+    original: np.ndarray, stylized: np.ndarray | None, mode: str, key_color: tuple[int, int, int]
 ) -> np.ndarray:
     """The float32 frame the heads are pasted onto, for ``--background``."""
     if mode == "cartoon":
-        bg = stylized.astype(np.float32)
-        return bg if strength >= 1 else bg * strength + original.astype(np.float32) * (1 - strength)
+        return stylized.astype(np.float32)
     if mode == "photo":
         return original.astype(np.float32)
     if mode == "blur":

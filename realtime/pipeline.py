@@ -106,7 +106,7 @@ class Stylizer:
                 if (wh, ww) != (h, w):
                     stylized = cv2.resize(stylized, (w, h), interpolation=cv2.INTER_AREA)
         with self.stage("blend"):
-            canvas = background_under(bgr, stylized, o.background, o.strength, o.key_color)
+            canvas = background_under(bgr, stylized, o.background, o.key_color)
         if faces:
             with self.stage("heads"):
                 matrices = [align_matrix(f.points) for f in faces]
@@ -114,6 +114,9 @@ class Stylizer:
                 heads = self.heads(crops)
             with self.stage("blend"):
                 self._paste(canvas, faces, matrices, crops, heads)
+        if o.strength < 1 and o.background != "key":  # key: strength mixes the heads only
+            with self.stage("blend"):
+                canvas = cv2.addWeighted(canvas, o.strength, bgr.astype(np.float32), 1 - o.strength, 0)
         out = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
         return Result(out, faces)
 
@@ -135,7 +138,7 @@ class Stylizer:
         return np.stack(crops)
 
     def _paste(self, canvas, faces, matrices, crops, heads) -> None:
-        s = self.options.strength
+        s = self.options.strength if self.options.background == "key" else 1.0
         order = sorted(range(len(faces)), key=lambda i: scale_of(matrices[i]), reverse=True)  # small faces first
         for i in order:
             mask = self.alpha if self.alpha is not None else oval_mask(transform_points(matrices[i], faces[i].oval))

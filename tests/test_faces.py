@@ -1,0 +1,99 @@
+"""Faces and alignment: landmarks where they are on the shared media, the aligned crop's
+eyes on the reference points, and the similarity fit itself."""
+
+from __future__ import annotations
+
+import av
+import cv2
+import numpy as np
+import pytest
+from conftest import asset
+
+from realtime.align import CROP, align_matrix, reference_points, similarity, transform_points, warp_crops
+from realtime.errors import ModelError
+from realtime.faces import FaceFinder
+
+# Measured once by eye and by the landmarker on portrait_1024.png: pupils, nose tip, mouth corners.
+PORTRAIT_POINTS = np.array([[531, 152], [640, 134], [595, 215], [567, 264], [643, 254]], np.float32)
+
+
+@pytest.fixture(scope="module")
+def finder(assets):
+    with FaceFinder(asset(assets, "models/face_landmarker.task"), max_faces=6) as f:
+        yield f
+
+
+@pytest.fixture(scope="module")
+def portrait(assets):
+    return cv2.imread(str(asset(assets, "media/portrait_1024.png")))
+
+
+def test_portrait_landmarks(finder, portrait):
+    faces = finder.find(portrait)
+    assert len(faces) == 1
+    f = faces[0]
+    assert np.abs(f.points - PORTRAIT_POINTS).max() < 6.0
+    assert f.points[0, 0] < f.points[1, 0] and f.points[3, 0] < f.points[4, 0]  # image-left first
+    assert f.oval.shape == (36, 2) and 0.8 < f.score <= 1.0
+    x0, y0, x1, y1 = f.box()
+    assert x0 < f.points[:, 0].min() and f.points[:, 0].max() < x1 and y0 < f.points[:, 1].min() < y1
+
+
+def test_video_frames_tracked(assets):
+    """VIDEO mode on the classroom clip: one face, about 180 px wide, moving little."""
+    centres = []
+    with (
+        FaceFinder(asset(assets, "models/face_landmarker.task"), video=True) as finder,
+        av.open(str(asset(assets, "media/classroom_720p25.mp4"))) as c,
+    ):
+        for i, frame in enumerate(c.decode(video=0)):
+            if i >= 25:
+                break
+            faces = finder.find(frame.to_ndarray(format="bgr24"), int(frame.time * 1000))
+            assert len(faces) == 1
+            x0, _, x1, _ = faces[0].box()
+            assert 140 < x1 - x0 < 230
+            centres.append(faces[0].points.mean(axis=0))
+    centres = np.array(centres)
+    assert np.abs(np.diff(centres, axis=0)).max() < 6.0  # small head motion, no jumps
+    assert 800 < centres[:, 0].mean() < 960 and 100 < centres[:, 1].mean() < 260
+
+
+def test_six_faces_and_the_limit(assets, finder, portrait):
+    tile = cv2.resize(portrait[0:600, 300:900], (400, 400), interpolation=cv2.INTER_AREA)
+    six = np.vstack([np.hstack([tile, tile[:, ::-1], tile]), np.hstack([tile[:, ::-1], tile, tile[:, ::-1]])])
+    assert len(finder.find(six)) == 6
+    with FaceFinder(asset(assets, "models/face_landmarker.task"), max_faces=4) as four:
+        assert len(four.find(six)) == 4
+    assert finder.find(np.full((480, 640, 3), 200, np.uint8)) == []
+
+
+def test_aligned_crop_puts_eyes_on_the_reference(finder, portrait):
+    face = finder.find(portrait)[0]
+    m = align_matrix(face.points)
+    crop = warp_crops(portrait, [m])[0]
+    assert crop.shape == (CROP, CROP, 3)
+    again = finder.find(crop)
+    assert len(again) == 1
+    ref = reference_points()
+    assert np.abs(again[0].points[:2] - ref[:2]).max() < 3.0  # the landmarker agrees on the crop
+    assert np.abs(transform_points(m, face.points) - ref).max() < 8.0  # the fit itself: a best compromise
+
+
+def test_similarity_fit():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 500, (5, 2))
+    angle, scale, shift = 0.3, 1.7, np.array([12.0, -40.0])
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    m = similarity(src, src @ rot.T + shift)
+    assert np.allclose(m[:, :2], rot) and np.allclose(m[:, 2], shift)
+    mirrored = src * [-1, 1]
+    m2 = similarity(mirrored, src)
+    assert np.linalg.det(m2[:, :2]) > 0  # never a reflection
+
+
+def test_not_a_task_bundle(tmp_path):
+    bad = tmp_path / "face_landmarker.task"
+    bad.write_bytes(b"nope")
+    with pytest.raises(ModelError, match=r"face_landmarker\.task"):
+        FaceFinder(bad)
