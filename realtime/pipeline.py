@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -43,6 +43,19 @@ def pad_to(image: np.ndarray, multiple: int = PAD_MULTIPLE, value: int = 255) ->
     if not ph and not pw:
         return image
     return cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(value,) * 3)
+
+
+@dataclass
+class Work:
+    """One frame on its way through the stages."""
+
+    bgr: np.ndarray
+    small: np.ndarray
+    faces: list[Face] = field(default_factory=list)
+    matrices: list[np.ndarray] = field(default_factory=list)
+    crops: np.ndarray | None = None
+    stylized: np.ndarray | None = None
+    heads: np.ndarray | None = None
 
 
 @dataclass
@@ -90,35 +103,50 @@ class Stylizer:
             [self.head_engine(crops[i : i + MAX_HEAD_BATCH]) for i in range(0, len(crops), MAX_HEAD_BATCH)]
         )
 
-    def run(self, bgr: np.ndarray, timestamp_ms: int | None = None) -> Result:
-        o = self.options
+    def analyze(self, bgr: np.ndarray, timestamp_ms: int | None = None, tracks=None) -> Work:
+        """Shrink, find (and, with ``tracks``, smooth) faces, align and cut the head crops."""
         h, w = bgr.shape[:2]
-        wh, ww = work_shape(h, w, o.work_size)
+        wh, ww = work_shape(h, w, self.options.work_size)
         small = bgr if (wh, ww) == (h, w) else cv2.resize(bgr, (ww, wh), interpolation=cv2.INTER_AREA)
-        faces: list[Face] = []
+        work = Work(bgr, small)
         if self.finder is not None:
             with self.stage("faces"):
                 faces = [f.scaled(w / ww) for f in self.finder.find(small, timestamp_ms)]
-        stylized = None
+                work.faces = tracks(faces, (timestamp_ms or 0) / 1000) if tracks is not None else faces
+                work.matrices = [align_matrix(f.points) for f in work.faces]
+                if work.faces:
+                    work.crops = self._crops(bgr, small, work.matrices, w / ww)
+        return work
+
+    def infer(self, work: Work, heads: bool = True) -> Work:
+        """Run the engines: the background graph on the work copy, the head graph on the crops
+        (``heads=False`` keeps the previous heads, for a lower head rate)."""
+        h, w = work.bgr.shape[:2]
         if self.background_engine is not None:
             with self.stage("background"):
-                stylized = self.background(small)
-                if (wh, ww) != (h, w):
+                stylized = self.background(work.small)
+                if stylized.shape[:2] != (h, w):
                     stylized = cv2.resize(stylized, (w, h), interpolation=cv2.INTER_AREA)
-        with self.stage("blend"):
-            canvas = background_under(bgr, stylized, o.background, o.key_color)
-        if faces:
+                work.stylized = stylized
+        if heads and work.crops is not None:
             with self.stage("heads"):
-                matrices = [align_matrix(f.points) for f in faces]
-                crops = self._crops(bgr, small, matrices, w / ww)
-                heads = self.heads(crops)
-            with self.stage("blend"):
-                self._paste(canvas, faces, matrices, crops, heads)
-        if o.strength < 1 and o.background != "key":  # key: strength mixes the heads only
-            with self.stage("blend"):
-                canvas = cv2.addWeighted(canvas, o.strength, bgr.astype(np.float32), 1 - o.strength, 0)
-        out = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
-        return Result(out, faces)
+                work.heads = self.heads(work.crops)
+        return work
+
+    def compose(self, work: Work) -> np.ndarray:
+        """Heads over the chosen background, then the strength mix."""
+        o = self.options
+        with self.stage("blend"):
+            canvas = background_under(work.bgr, work.stylized, o.background, o.key_color)
+            if work.heads is not None and work.faces:
+                self._paste(canvas, work.faces, work.matrices, work.crops, work.heads)
+            if o.strength < 1 and o.background != "key":  # key: strength mixes the heads only
+                canvas = cv2.addWeighted(canvas, o.strength, work.bgr.astype(np.float32), 1 - o.strength, 0)
+            return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+
+    def run(self, bgr: np.ndarray, timestamp_ms: int | None = None) -> Result:
+        work = self.infer(self.analyze(bgr, timestamp_ms))
+        return Result(self.compose(work), work.faces)
 
     def __call__(self, bgr: np.ndarray) -> np.ndarray:
         return self.run(bgr).image
@@ -138,6 +166,8 @@ class Stylizer:
         return np.stack(crops)
 
     def _paste(self, canvas, faces, matrices, crops, heads) -> None:
+        """Paste each head; heads from an earlier frame (a lower head rate) ride on this
+        frame's transforms, so they follow the face without ghosting."""
         s = self.options.strength if self.options.background == "key" else 1.0
         order = sorted(range(len(faces)), key=lambda i: scale_of(matrices[i]), reverse=True)  # small faces first
         for i in order:
@@ -159,4 +189,4 @@ class Stylizer:
         self.close()
 
 
-__all__ = ["CROP", "Result", "Stylizer", "pad_to", "work_shape"]
+__all__ = ["CROP", "Result", "Stylizer", "Work", "pad_to", "work_shape"]

@@ -1,0 +1,210 @@
+"""Sources: frames with their timestamps, from files (PyAV), cameras, or files played live.
+
+Every frame carries its presentation time (``pts`` in the stream's ``time_base``) from the
+source to the sink, and, for live sources, the monotonic clock time it was captured, from
+which the sinks measure latency.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .errors import InputError
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # BGR uint8, upright
+    pts: int | None  # in ``time_base``
+    time_base: Fraction
+    index: int
+    captured: float  # time.monotonic() when decoded or captured
+
+    @property
+    def seconds(self) -> float:
+        return float((self.pts or 0) * self.time_base)
+
+
+def _upright(frame: av.VideoFrame) -> np.ndarray:
+    """BGR pixels with the stream's display rotation applied (phones record sideways)."""
+    img = frame.to_ndarray(format="bgr24")
+    rot = round(getattr(frame, "rotation", 0) or 0) % 360
+    if rot:
+        # FFmpeg's display matrix angle is counter-clockwise; np.rot90 with k>0 is too.
+        img = np.ascontiguousarray(np.rot90(img, k=rot // 90))
+    return img
+
+
+class FileSource:
+    """Every frame of a media file, in order, none dropped; a damaged tail ends the stream
+    with a warning instead of an exception."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(f"{self.path} does not exist; check the path")
+        try:
+            self.container = av.open(str(self.path))
+        except av.FFmpegError as e:
+            raise InputError(f"{self.path} cannot be opened as media ({e})") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise InputError(f"{self.path} has no video stream; give a video file")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self.time_base = self.stream.time_base
+        self.fps = float(self.stream.average_rate or self.stream.guessed_rate or 25)
+        self.frame_count = self.stream.frames or None
+        self.warning: str | None = None
+
+    def __iter__(self) -> Iterator[Frame]:
+        i = 0
+        try:
+            for frame in self.container.decode(self.stream):
+                yield Frame(_upright(frame), frame.pts, frame.time_base or self.time_base, i, time.monotonic())
+                i += 1
+        except av.FFmpegError as e:
+            self.warning = f"{self.path.name}: decoding stopped at frame {i} ({e}); the rest is unreadable"
+            print(f"warning: {self.warning}", file=sys.stderr)
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class LiveSource:
+    """A live feed read on its own thread; ``latest()`` returns the newest frame and drops
+    the rest, so a slow consumer never makes the camera wait or the latency grow.
+
+    Cameras come through PyAV's device demuxers (v4l2, avfoundation, dshow) asking for MJPG
+    (a USB 2 camera gives 1280x720 at 30-60 fps in MJPG, often 10 fps uncompressed). A video
+    file plays at its own rate, as a camera would (``loop`` repeats it).
+    """
+
+    def __init__(self, device: str, size: tuple[int, int] | None = None, fps: float | None = None,
+                 loop: bool = False, mjpeg: bool = True):
+        self.device, self.loop = device, loop
+        self._is_file = Path(device).is_file() and not device.startswith("/dev/")
+        self._open(size, fps, mjpeg)
+        self.fps_requested = fps
+        self._cond = threading.Condition()
+        self._latest: Frame | None = None
+        self._taken_index = -1
+        self.captured = 0
+        self.dropped = 0
+        self.ended = False
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._reader, name="capture", daemon=True)
+        self._thread.start()
+
+    def _open(self, size, fps, mjpeg) -> None:
+        if self._is_file:
+            self._source = FileSource(self.device)
+            self.time_base, self.fps = self._source.time_base, self._source.fps
+            return
+        fmt, name = camera_input(self.device)
+        options = {}
+        if size:
+            options["video_size"] = f"{size[0]}x{size[1]}"
+        if fps:
+            options["framerate"] = str(fps)
+        if mjpeg and fmt == "v4l2":
+            options["input_format"] = "mjpeg"
+        elif mjpeg and fmt == "dshow":
+            options["vcodec"] = "mjpeg"
+        try:
+            self._container = av.open(name, format=fmt, options=options)
+        except (av.FFmpegError, OSError) as e:
+            raise InputError(f"camera {self.device} cannot be opened ({e}); check it is connected and not in use, "
+                             "and try another --device index or --size/--fps") from None
+        stream = self._container.streams.video[0]
+        self.time_base = stream.time_base
+        self.fps = float(stream.average_rate or fps or 30)
+
+    def _publish(self, frame: Frame) -> None:
+        with self._cond:
+            if self._latest is not None and self._latest.index != self._taken_index:
+                self.dropped += 1  # replaced before anyone took it
+            self._latest = frame
+            self.captured += 1
+            self._cond.notify_all()
+
+    def _reader(self) -> None:
+        try:
+            if self._is_file:
+                self._play_file()
+            else:
+                for i, frame in enumerate(self._container.decode(video=0)):
+                    if self._stop.is_set():
+                        break
+                    self._publish(Frame(_upright(frame), frame.pts, frame.time_base or self.time_base, i,
+                                        time.monotonic()))
+        except av.FFmpegError as e:
+            self.error = f"camera {self.device} stopped: {e}"
+        finally:
+            with self._cond:
+                self.ended = True
+                self._cond.notify_all()
+
+    def _play_file(self) -> None:
+        """Release each frame at its own timestamp, like a camera; loop if asked."""
+        index, offset = 0, 0.0
+        start = time.monotonic()
+        while not self._stop.is_set():
+            last = 0.0
+            for f in self._source:
+                if self._stop.is_set():
+                    return
+                due = start + offset + f.seconds
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                last = f.seconds
+                f.index, f.captured = index, time.monotonic()
+                self._publish(f)
+                index += 1
+            if not self.loop:
+                return
+            offset += last + 1.0 / self.fps
+            self._source.close()
+            self._source = FileSource(self.device)
+
+    def latest(self, timeout: float = 5.0) -> Frame | None:
+        """The newest frame not yet taken (waits for one); None when the source has ended."""
+        with self._cond:
+            ok = self._cond.wait_for(
+                lambda: (self._latest is not None and self._latest.index != self._taken_index) or self.ended,
+                timeout)
+            if not ok:
+                raise InputError(f"no frame from {self.device} in {timeout:.0f} s; is the camera in use?")
+            if self._latest is None or self._latest.index == self._taken_index:
+                return None
+            self._taken_index = self._latest.index
+            return self._latest
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        (self._source if self._is_file else self._container).close()
+
+
+def camera_input(device: str) -> tuple[str, str]:
+    """PyAV/FFmpeg input format and name for a camera index or path on this OS."""
+    system = platform.system()
+    if system == "Linux":
+        return "v4l2", device if device.startswith("/dev/") else f"/dev/video{int(device)}"
+    if system == "Darwin":
+        return "avfoundation", f"{device}:none" if device.isdigit() else device
+    if system == "Windows":
+        return "dshow", device if device.startswith("video=") else f"video={device}"
+    raise InputError(f"no camera support on {system}; pass a video file to --device instead")
