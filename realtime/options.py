@@ -76,6 +76,38 @@ class Options:
         type=int,
         metavar="PX",
     )
+    # video and live
+    smoothing: float = opt(
+        1.0,
+        "temporal smoothing of landmarks and output, 0..1 (0: off, each frame on its own)",
+        "video",
+        type=float,
+        metavar="S",
+    )
+    head_interval: int = opt(
+        1,
+        "stylize heads every N-th frame and carry them on the tracked face in between",
+        "video",
+        type=int,
+        metavar="N",
+    )
+    crf: int = opt(18, "H.264 quality (lower is better and bigger)", "file", type=int)
+    codec: str = opt("libx264", "video encoder (any FFmpeg encoder PyAV has)", "file")
+    device: str = opt(
+        "0", "camera index or path (/dev/video2), or a video file played as a live source", "live", metavar="DEV"
+    )
+    loop: bool = opt(False, "repeat a video file given to --device", "live")
+    size: str | None = opt(None, "camera size to ask for, WxH (e.g. 1280x720)", "live", metavar="WxH")
+    fps: float | None = opt(None, "camera frame rate to ask for", "live", type=float)
+    virtual: str = opt(
+        "auto", "send to a virtual camera (auto: when a backend exists)", "live", choices=["auto", "on", "off"]
+    )
+    preview: bool = opt(False, "show a preview window (q or Esc quits)", "live")
+    record: Path | None = opt(None, "also record the output to a video file", "live", type=Path, metavar="PATH")
+    max_frames: int | None = opt(None, "stop after this many output frames", "live", type=int, metavar="N")
+    stats_json: Path | None = opt(
+        None, "write frames, fps, latency and drops as JSON at the end", "live", type=Path, metavar="PATH"
+    )
     quiet: bool = opt(False, "no progress bars or build messages", "output")
 
     def __post_init__(self) -> None:
@@ -85,8 +117,23 @@ class Options:
             raise InputError(f"--strength must be between 0 and 1, got {self.strength}")
         if self.max_faces < 0:
             raise InputError(f"--max-faces must be 0 or more, got {self.max_faces}")
+        if not 0.0 <= self.smoothing <= 1.0:
+            raise InputError(f"--smoothing must be between 0 and 1, got {self.smoothing}")
+        if self.head_interval < 1:
+            raise InputError(f"--head-interval must be 1 or more, got {self.head_interval}")
         if self.work_size < 64:
             raise InputError(f"--work-size must be at least 64, got {self.work_size}")
+
+    def camera_size(self) -> tuple[int, int] | None:
+        if not self.size:
+            return None
+        try:
+            w, h = (int(v) for v in self.size.lower().split("x"))
+        except ValueError:
+            from .errors import InputError
+
+            raise InputError(f"--size {self.size!r} is not WxH, e.g. 1280x720") from None
+        return w, h
 
     def replace(self, **changes) -> Options:
         return dataclasses.replace(self, **changes)
@@ -131,3 +178,9 @@ def add_arguments(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> N
 
 def from_args(ns: argparse.Namespace) -> Options:
     return Options(**{f.name: getattr(ns, f.name) for f in fields(Options) if hasattr(ns, f.name)})
+
+
+# What `cartoon-cam` starts from, chosen by measurement on a 2-core CPU (see scripts/bench.py):
+# INT8 engines, the background at 360 on the short side and heads every other frame keep a
+# 720p25 stream real-time; every flag still overrides it.
+LIVE_PRESET = {"precision": "auto", "work_size": 360, "head_interval": 2}

@@ -17,8 +17,12 @@ from .errors import InputError
 from .sources import Frame
 
 # Containers whose muxers take the source's audio codec as is; others get AAC.
-_COPY_OK = {".mp4": {"aac", "mp3", "alac", "opus", "ac3", "eac3", "flac"}, ".mov": {"aac", "mp3", "alac", "pcm_s16le"},
-            ".mkv": None, ".webm": {"opus", "vorbis"}}
+_COPY_OK = {
+    ".mp4": {"aac", "mp3", "alac", "opus", "ac3", "eac3", "flac"},
+    ".mov": {"aac", "mp3", "alac", "pcm_s16le"},
+    ".mkv": None,
+    ".webm": {"opus", "vorbis"},
+}
 
 
 class VideoFileSink:
@@ -29,8 +33,17 @@ class VideoFileSink:
     where the container cannot hold their codec.
     """
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: float, time_base, audio_from: str | Path | None,
-                 codec: str = "libx264", crf: int = 18):
+    def __init__(
+        self,
+        path: str | Path,
+        width: int,
+        height: int,
+        fps: float,
+        time_base,
+        audio_from: str | Path | None,
+        codec: str = "libx264",
+        crf: int = 18,
+    ):
         self.path = Path(path)
         ext = self.path.suffix.lower()
         if ext not in _COPY_OK:
@@ -130,8 +143,9 @@ class VirtualCameraSink:
         import pyvirtualcam
 
         try:
-            self.cam = pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.BGR, backend=backend,
-                                           print_fps=False)
+            self.cam = pyvirtualcam.Camera(
+                width, height, fps, fmt=pyvirtualcam.PixelFormat.BGR, backend=backend, print_fps=False
+            )
         except RuntimeError as e:
             raise InputError(f"no virtual camera ({str(e).splitlines()[0]}); {virtual_camera_hint()}") from None
         self.device = self.cam.device
@@ -146,8 +160,10 @@ class VirtualCameraSink:
 def virtual_camera_hint() -> str:
     system = platform.system()
     if system == "Linux":
-        return ("install v4l2loopback: sudo apt install v4l2loopback-dkms && "
-                "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=cartoon-cam")
+        return (
+            "install v4l2loopback: sudo apt install v4l2loopback-dkms && "
+            "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=cartoon-cam"
+        )
     if system == "Darwin":
         return "install OBS Studio (28+), start its Virtual Camera once, then quit OBS"
     return "install OBS Studio (28+) and start its Virtual Camera once (or install Unity Capture)"
@@ -164,8 +180,10 @@ class PreviewSink:
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error as e:
-            raise InputError(f"cannot open a preview window ({str(e).strip().splitlines()[-1]}); run without "
-                             "--preview on a machine without a display") from None
+            raise InputError(
+                f"cannot open a preview window ({str(e).strip().splitlines()[-1]}); run without "
+                "--preview on a machine without a display"
+            ) from None
 
     def send(self, frame: Frame, image: np.ndarray) -> None:
         now = time.monotonic()

@@ -90,8 +90,14 @@ class LiveSource:
     file plays at its own rate, as a camera would (``loop`` repeats it).
     """
 
-    def __init__(self, device: str, size: tuple[int, int] | None = None, fps: float | None = None,
-                 loop: bool = False, mjpeg: bool = True):
+    def __init__(
+        self,
+        device: str,
+        size: tuple[int, int] | None = None,
+        fps: float | None = None,
+        loop: bool = False,
+        mjpeg: bool = True,
+    ):
         self.device, self.loop = device, loop
         self._is_file = Path(device).is_file() and not device.startswith("/dev/")
         self._open(size, fps, mjpeg)
@@ -125,8 +131,10 @@ class LiveSource:
         try:
             self._container = av.open(name, format=fmt, options=options)
         except (av.FFmpegError, OSError) as e:
-            raise InputError(f"camera {self.device} cannot be opened ({e}); check it is connected and not in use, "
-                             "and try another --device index or --size/--fps") from None
+            raise InputError(
+                f"camera {self.device} cannot be opened ({e}); check it is connected and not in use, "
+                "and try another --device index or --size/--fps"
+            ) from None
         stream = self._container.streams.video[0]
         self.time_base = stream.time_base
         self.fps = float(stream.average_rate or fps or 30)
@@ -147,8 +155,9 @@ class LiveSource:
                 for i, frame in enumerate(self._container.decode(video=0)):
                     if self._stop.is_set():
                         break
-                    self._publish(Frame(_upright(frame), frame.pts, frame.time_base or self.time_base, i,
-                                        time.monotonic()))
+                    self._publish(
+                        Frame(_upright(frame), frame.pts, frame.time_base or self.time_base, i, time.monotonic())
+                    )
         except av.FFmpegError as e:
             self.error = f"camera {self.device} stopped: {e}"
         finally:
@@ -183,8 +192,8 @@ class LiveSource:
         """The newest frame not yet taken (waits for one); None when the source has ended."""
         with self._cond:
             ok = self._cond.wait_for(
-                lambda: (self._latest is not None and self._latest.index != self._taken_index) or self.ended,
-                timeout)
+                lambda: (self._latest is not None and self._latest.index != self._taken_index) or self.ended, timeout
+            )
             if not ok:
                 raise InputError(f"no frame from {self.device} in {timeout:.0f} s; is the camera in use?")
             if self._latest is None or self._latest.index == self._taken_index:

@@ -1,0 +1,196 @@
+"""Streams: the Stylizer's stages on threads joined by bounded queues.
+
+    source -> analyze (faces, tracking, crops) -> infer (engines) -> compose + smooth -> sinks
+
+Files never drop a frame and keep their order (every queue blocks). Live sources drop at
+the source (``LiveSource.latest``: newest wins), so a slow stage lowers the frame rate, never
+raises the latency. The engines, OpenCV, MediaPipe and PyAV release the GIL, so stages
+overlap on separate cores.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .pipeline import Stylizer, Work
+from .smoothing import FaceTracks, FlowSmoother
+from .sources import Frame
+
+_END = object()
+
+
+@dataclass
+class StreamStats:
+    frames: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict:
+        lat = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(1)
+        return {
+            "frames": self.frames,
+            "fps": round(self.fps, 2),
+            "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
+            "latency_ms_p99": round(float(np.percentile(lat, 99)), 1),
+            "dropped": self.dropped,
+        }
+
+
+class _Stage(threading.Thread):
+    """Applies ``fn`` to each item from ``inbox`` and puts the result in ``outbox``."""
+
+    def __init__(self, name: str, fn: Callable, inbox: queue.Queue, outbox: queue.Queue, stop: threading.Event):
+        super().__init__(name=name, daemon=True)
+        self.fn, self.inbox, self.outbox, self.stop_event = fn, inbox, outbox, stop
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while (item := _get(self.inbox, self.stop_event)) is not _END:
+                _put(self.outbox, self.fn(item), self.stop_event)
+        except BaseException as e:  # handed to the main thread, which re-raises it
+            self.error = e
+            self.stop_event.set()
+        finally:
+            _put(self.outbox, _END, self.stop_event)
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    """The next item, or _END once ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            pass
+    return _END
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> None:
+    while True:
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            if stop.is_set():
+                return
+
+
+class StreamRunner:
+    """Runs a Stylizer over frames into sinks. ``head_interval`` > 1 stylizes heads every
+    n-th frame and carries them on the tracked transforms in between (live preset)."""
+
+    def __init__(self, stylizer: Stylizer, smoothing: float = 1.0, head_interval: int = 1):
+        self.stylizer = stylizer
+        self.tracks = FaceTracks() if smoothing > 0 else None
+        self.smoother = FlowSmoother(weight=0.6 * min(smoothing, 1.0)) if smoothing > 0 else None
+        self.head_interval = max(1, head_interval)
+        self._last_heads: np.ndarray | None = None
+        self._count = 0
+
+    def _analyze(self, frame: Frame) -> tuple[Frame, Work]:
+        return frame, self.stylizer.analyze(frame.image, round(frame.seconds * 1000), self.tracks)
+
+    def _infer(self, item: tuple[Frame, Work]) -> tuple[Frame, Work]:
+        frame, work = item
+        n = len(work.faces)
+        fresh = self._count % self.head_interval == 0 or self._last_heads is None or len(self._last_heads) != n
+        self.stylizer.infer(work, heads=fresh)
+        if fresh:
+            self._last_heads = work.heads
+        elif n:
+            work.heads = self._last_heads
+        self._count += 1
+        return frame, work
+
+    def _compose(self, item: tuple[Frame, Work]) -> tuple[Frame, np.ndarray]:
+        frame, work = item
+        out = self.stylizer.compose(work)
+        if self.smoother is not None:
+            with self.stylizer.stage("smooth"):
+                out = self.smoother(frame.image, out)
+        return frame, out
+
+    def run(
+        self,
+        frames: Iterable[Frame],
+        sinks: list,
+        on_frame: Callable[[Frame], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        max_frames: int | None = None,
+        live: bool = False,
+    ) -> StreamStats:
+        """Push ``frames`` through; returns when they end, ``should_stop()`` says so,
+        ``max_frames`` is reached, or on Ctrl-C / SIGTERM (``stats.interrupted``). Live streams
+        use one-slot queues: a frame waits for at most one other per stage."""
+        stop = threading.Event()
+        q_in, q_an, q_inf, q_out = (queue.Queue(maxsize=1 if live else 2) for _ in range(4))
+        stages = [
+            _Stage("analyze", self._analyze, q_in, q_an, stop),
+            _Stage("infer", self._infer, q_an, q_inf, stop),
+            _Stage("compose", self._compose, q_inf, q_out, stop),
+        ]
+        feeder = threading.Thread(target=self._feed, args=(frames, q_in, stop), name="source", daemon=True)
+        stats = StreamStats()
+        restore = _sigterm_as_interrupt()
+        start = time.monotonic()
+        try:
+            feeder.start()
+            for s in stages:
+                s.start()
+            while (item := _get(q_out, stop)) is not _END:
+                frame, image = item
+                for sink in sinks:
+                    sink.send(frame, image)
+                stats.frames += 1
+                stats.latencies_ms.append(1000 * (time.monotonic() - frame.captured))
+                if on_frame:
+                    on_frame(frame)
+                if (max_frames and stats.frames >= max_frames) or (should_stop and should_stop()):
+                    break
+        except KeyboardInterrupt:
+            stats.interrupted = True
+        finally:
+            stop.set()
+            restore()
+            for t in [feeder, *stages]:
+                t.join(timeout=5)
+            stats.seconds = time.monotonic() - start
+        for s in stages:
+            if s.error is not None:
+                raise s.error
+        return stats
+
+    @staticmethod
+    def _feed(frames: Iterable[Frame], q: queue.Queue, stop: threading.Event) -> None:
+        try:
+            for f in frames:
+                if stop.is_set():
+                    break
+                _put(q, f, stop)
+        finally:
+            _put(q, _END, stop)
+
+
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """Treat SIGTERM like Ctrl-C while a stream runs, so files are finalised either way."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, old)
