@@ -198,3 +198,18 @@ class PreviewSink:
 
     def close(self) -> None:
         self.cv2.destroyWindow(self.title)
+
+
+class MemorySink:
+    """Keeps what it is sent: for the Python API, the benchmark and tests."""
+
+    def __init__(self):
+        self.frames: list[Frame] = []
+        self.images: list[np.ndarray] = []
+
+    def send(self, frame: Frame, image: np.ndarray) -> None:
+        self.frames.append(frame)
+        self.images.append(image)
+
+    def close(self) -> None:
+        pass

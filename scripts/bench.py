@@ -1,11 +1,14 @@
-"""Benchmark the DCT-Net generator on every backend and precision present.
+"""Benchmark the DCT-Net generator on every backend and precision present, and the video
+pipeline against the official per-frame flow.
 
-Prints a table and writes JSON: per (backend, precision, batch, height, width) the median
-milliseconds per call and the PSNR of the output against FP32 (the PyTorch port), beside
-TensorFlow's figures on the same 2-core machine (DESIGN §1). Medians, not means: these
-machines are noisy.
+Prints tables and writes JSON. Generator: per (backend, precision, batch, height, width)
+the median milliseconds per call and the PSNR against FP32 (the PyTorch port), beside
+TensorFlow's figures on the same 2-core machine (DESIGN §1). Video: frames per second and
+flicker (``realtime.quality``) on the first frames of the classroom clip, for the official
+per-frame flow, the background alone, and our presets; and the identity model's PSNR
+through the smoothed pipeline. Medians, not means: these machines are noisy.
 
-    python scripts/bench.py --json bench-results/generator.json
+    python scripts/bench.py --json bench-results/bench.json
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from rich.table import Table
 
 from realtime.calibration import calibration_images
 from realtime.engine import PRECISIONS, EngineSpec, backend_names, get_backend, load_engine
+from realtime.faces import FaceFinder
 from realtime.models import find_model_files
+from realtime.options import LIVE_PRESET, Options
+from realtime.pipeline import Stylizer
+from realtime.quality import flicker
+from realtime.sinks import MemorySink
+from realtime.sources import FileSource
+from realtime.stream import StreamRunner
 
 # TensorFlow 1 frozen graph on this kind of 2-core machine (DESIGN §1), milliseconds per call.
 TENSORFLOW_MS = {(1, 288, 288): 123.0, (1, 720, 1280): 1290.0}
@@ -66,17 +76,8 @@ def combos(device_filter: str | None) -> list[EngineSpec]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    default_models = Path(os.environ.get("CARTOON_TEST_ASSETS", "../shared")) / "models/dctnet/random"
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", type=Path, help="write results here")
-    parser.add_argument("--model-dir", type=Path, default=default_models, help=f"graphs (default: {default_models})")
-    parser.add_argument("--repeat", type=int, default=7, help="timed calls per case (720p: a third of it, min 3)")
-    parser.add_argument("--device", choices=["cpu", "cuda"], help="only this device")
-    args = parser.parse_args(argv)
-
+def generator_bench(args, console: Console) -> dict:
     files = find_model_files(args.model_dir)
-    console = Console()
     rows = []
     refs: dict[tuple, np.ndarray] = {}
     for batch, h, w, role in CASES:
@@ -127,18 +128,101 @@ def main(argv: list[str] | None = None) -> int:
             "-" if r["psnr_vs_fp32"] is None else f"{r['psnr_vs_fp32']:.1f}",
         )
     console.print(table)
+    return {"generator": rows, "tensorflow_ms": {f"{b}x{h}x{w}": v for (b, h, w), v in TENSORFLOW_MS.items()}}
+
+
+def _clip(path: Path, n: int) -> list:
+    src = FileSource(path)
+    frames = [f for _, f in zip(range(n), src, strict=False)]
+    src.close()
+    return frames
+
+
+def _boxes(frames, face_model: Path) -> list[tuple[int, int, int, int]]:
+    """Each source frame's face-oval box (the flicker metric's region)."""
+    out: list[tuple[int, int, int, int]] = []
+    with FaceFinder(face_model) as finder:
+        for f in frames:
+            faces = finder.find(f.image)
+            out.append(tuple(int(v) for v in faces[0].box()) if faces else out[-1])
+    return out
+
+
+def video_bench(model_dir: Path, face_model: Path, clip: Path, n: int, console: Console) -> list[dict]:
+    """Speed and flicker of the stream pipeline against the official per-frame flow."""
+    frames = _clip(clip, n)
+    boxes = _boxes(frames, face_model)
+    base = Options(model_dir=model_dir, face_model=face_model, quiet=True)
+    live = {k: v for k, v in LIVE_PRESET.items() if k != "precision"}
+    configs = [
+        ("official per-frame flow (fp32, serial, no smoothing)", base.replace(precision="fp32", smoothing=0.0), False),
+        ("background graph only, per frame", base.replace(faces=False, smoothing=0.0), False),
+        ("cartoon-video default (fp32, threads, smoothing)", base, True),
+        ("cartoon-video --precision int8", base.replace(precision="int8"), True),
+        ("cartoon-cam preset (int8, work 360, heads every 2nd)", base.replace(precision="int8", **live), True),
+    ]
+    rows = []
+    for name, o, threaded in configs:
+        with Stylizer(o, video=True) as stylizer:
+            keep = MemorySink()
+            StreamRunner(stylizer, 0.0).run(frames[:1], [MemorySink()])  # warm-up: compile shapes, load models
+            t = time.perf_counter()
+            if threaded:
+                StreamRunner(stylizer, o.smoothing, o.head_interval).run(frames, [keep])
+            else:
+                for f in frames:
+                    keep.send(f, stylizer.run(f.image, round(f.seconds * 1000) + 1000).image)
+            seconds = time.perf_counter() - t
+        score = flicker([f.image for f in frames], keep.images, boxes)
+        rows.append({"config": name, "fps": round(len(frames) / seconds, 3), "flicker": round(score, 3)})
+        console.print(f"{name}: {rows[-1]['fps']} fps, flicker {rows[-1]['flicker']}")
+    for r in rows:
+        r["speedup_vs_official"] = round(r["fps"] / rows[0]["fps"], 2)
+    return rows
+
+
+def identity_psnr(identity_dir: Path, face_model: Path, clip: Path, n: int) -> float:
+    """Mean PSNR of the default video pipeline with the identity model: smoothing that
+    ghosted would lose it."""
+    frames = _clip(clip, n)
+    keep = MemorySink()
+    with Stylizer(Options(model_dir=identity_dir, face_model=face_model, quiet=True), video=True) as stylizer:
+        StreamRunner(stylizer).run(frames, [keep])
+    return float(np.mean([_psnr(a.image, b) for a, b in zip(frames, keep.images, strict=True)]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    assets = Path(os.environ.get("CARTOON_TEST_ASSETS", "../shared"))
+    default_models = assets / "models/dctnet/random"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="write results here")
+    parser.add_argument("--model-dir", type=Path, default=default_models, help=f"graphs (default: {default_models})")
+    parser.add_argument("--repeat", type=int, default=7, help="timed calls per case (720p: a third of it, min 3)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="only this device")
+    parser.add_argument("--only", choices=["generator", "video"], help="run one part")
+    parser.add_argument("--frames", type=int, default=60, help="frames of the clip for the video part")
+    args = parser.parse_args(argv)
+
+    console = Console()
+    results: dict = {"cpu_count": os.cpu_count()}
+    if args.only != "video":
+        results.update(generator_bench(args, console))
+    if args.only != "generator":
+        face, clip = assets / "models/face_landmarker.task", assets / "media/classroom_720p25.mp4"
+        results["video"] = video_bench(args.model_dir, face, clip, args.frames, console)
+        results["identity_psnr_db"] = round(
+            identity_psnr(assets / "models/dctnet/identity", face, clip, args.frames), 2
+        )
+        table = Table(title=f"video pipeline: first {args.frames} frames of {clip.name}, {args.model_dir.name} model")
+        for col in ("config", "fps", "x official", "flicker"):
+            table.add_column(col, justify="right")
+        for r in results["video"]:
+            table.add_row(r["config"], f"{r['fps']:.2f}", f"{r['speedup_vs_official']:.2f}", f"{r['flicker']:.3f}")
+        console.print(table)
+        console.print(f"identity model through the default video pipeline: {results['identity_psnr_db']} dB mean PSNR")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {
-                    "generator": rows,
-                    "tensorflow_ms": {f"{b}x{h}x{w}": v for (b, h, w), v in TENSORFLOW_MS.items()},
-                    "cpu_count": os.cpu_count(),
-                },
-                indent=1,
-            )
-        )
+        args.json.write_text(json.dumps(results, indent=1))
         console.print(f"wrote {args.json}")
     return 0
 

@@ -85,3 +85,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(assets, tmp_path_factory) -> Path:
+    """A model folder whose head and background graphs are the channel-8 DCT-Net fixture:
+    the real graph structure at 1/16 of the cost, for tests about streams, not pixels."""
+    import shutil
+
+    d = tmp_path_factory.mktemp("tiny-models")
+    for name in ("cartoon_h.pb", "cartoon_bg.pb"):
+        shutil.copy(asset(assets, "fixtures/dctnet_tiny.pb"), d / name)
+    return d

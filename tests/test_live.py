@@ -1,0 +1,173 @@
+"""`cartoon-cam`: a video file as a live source, the virtual camera through pyvirtualcam's
+own backend registry (an in-memory backend), drops and latency, and clean failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import pyvirtualcam
+from conftest import asset
+from media import frames_of, timestamps, write_video
+
+from realtime.cli import cam_main
+from realtime.options import Options
+from realtime.pipeline import Stylizer
+from realtime.sinks import MemorySink
+from realtime.sources import LiveSource
+from realtime.stream import StreamRunner
+
+
+class MemoryCamera:
+    """A pyvirtualcam backend that records what a real device would receive."""
+
+    instances: ClassVar[list] = []
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        self.width, self.height, self.fps, self.fourcc = width, height, fps, fourcc
+        self.frames: list[np.ndarray] = []
+        self.times: list[float] = []
+        self.closed = False
+        MemoryCamera.instances.append(self)
+
+    def send(self, frame):
+        self.frames.append(frame.copy())
+        self.times.append(time.monotonic())
+
+    def device(self):
+        return "memory-cam"
+
+    def native_fourcc(self):
+        return self.fourcc
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def memory_camera(monkeypatch):
+    MemoryCamera.instances = []
+    monkeypatch.setattr(pyvirtualcam.camera, "BACKENDS", {"memory": MemoryCamera})
+    return MemoryCamera
+
+
+@pytest.fixture(scope="module")
+def clip(assets, tmp_path_factory):
+    frames = frames_of(asset(assets, "media/classroom_720p25.mp4"), 50, (640, 360))
+    return write_video(tmp_path_factory.mktemp("live") / "clip.mp4", frames)
+
+
+def _args(assets, models, *extra) -> list[str]:
+    return [
+        "--model-dir",
+        str(models),
+        "--face-model",
+        str(asset(assets, "models/face_landmarker.task")),
+        "--quiet",
+        *extra,
+    ]
+
+
+def test_virtual_camera_receives_frames(assets, tiny_models, clip, memory_camera, tmp_path):
+    stats = tmp_path / "stats.json"
+    rc = cam_main(
+        [
+            "--device",
+            str(clip),
+            "--max-frames",
+            "20",
+            "--stats-json",
+            str(stats),
+            "--virtual",
+            "on",
+            *_args(assets, tiny_models),
+        ]
+    )
+    assert rc == 0
+    (cam,) = memory_camera.instances
+    assert (cam.width, cam.height, round(cam.fps)) == (640, 360, 25)
+    assert cam.fourcc == pyvirtualcam.camera.encode_fourcc(pyvirtualcam.PixelFormat.BGR.value)
+    assert len(cam.frames) == 20 and cam.frames[0].shape == (360, 640, 3) and cam.closed
+    gaps = np.diff(cam.times)
+    assert np.median(gaps) > 0.8 / 25  # never faster than the source delivers
+    assert cam.frames[5].std() > 10  # real pictures, not blank
+    report = json.loads(stats.read_text())
+    assert report["frames"] == 20 and set(report) >= {"fps", "latency_ms_p50", "latency_ms_p99", "dropped"}
+    assert 0 < report["latency_ms_p50"] <= report["latency_ms_p99"] < 5000
+
+
+def test_record_and_loop(assets, tiny_models, clip, memory_camera, tmp_path):
+    rec = tmp_path / "rec.mp4"
+    rc = cam_main(
+        [
+            "--device",
+            str(clip),
+            "--loop",
+            "--max-frames",
+            "60",
+            "--virtual",
+            "off",
+            "--record",
+            str(rec),
+            "--background",
+            "photo",
+            *_args(assets, tiny_models),
+        ]
+    )
+    assert rc == 0 and memory_camera.instances == []
+    ts = timestamps(rec)
+    assert len(ts) == 60 and ts == sorted(ts) and ts[-1] > 2.0  # 50-frame clip looped past its end
+
+
+def test_slow_engine_drops_frames_live(assets, tiny_models, clip, monkeypatch):
+    original = Stylizer.infer
+
+    def slow(self, work, heads=True):
+        time.sleep(0.2)
+        return original(self, work, heads)
+
+    monkeypatch.setattr(Stylizer, "infer", slow)
+    source = LiveSource(str(clip))
+    sink = MemorySink()
+    options = Options(model_dir=tiny_models, face_model=asset(assets, "models/face_landmarker.task"), quiet=True)
+
+    def frames():
+        while (f := source.latest()) is not None:
+            yield f
+
+    with Stylizer(options, video=True) as st:
+        stats = StreamRunner(st).run(frames(), [sink], live=True)
+    source.close()
+    assert source.captured == 50 and source.dropped > 20  # 25 fps in, ~5 fps out: most are dropped
+    assert stats.frames + source.dropped <= 50
+    idx = [f.index for f in sink.frames]
+    assert idx == sorted(idx)
+    assert max(stats.latencies_ms) < 1500  # stale frames were dropped, not queued
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from realtime.cli import cam_main; sys.exit(cam_main())", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_missing_camera_is_one_line(assets, tiny_models):
+    proc = _cli("--device", "/dev/video97", *_args(assets, tiny_models))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "/dev/video97" in proc.stderr
+
+
+def test_no_virtual_camera_and_nothing_else(assets, tiny_models, clip):
+    proc = _cli("--device", str(clip), "--max-frames", "3", *_args(assets, tiny_models))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "v4l2loopback" in proc.stderr or "OBS" in proc.stderr  # how to get one, for this OS
+    assert "no output left" in lines[-1] and len(lines) == 2

@@ -1,0 +1,179 @@
+"""`cartoon-video`: every frame and timestamp kept, audio copied, upright output, damaged and
+odd inputs, interruption, and smoothing that removes flicker without ghosting."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import av
+import numpy as np
+from conftest import asset, psnr
+from media import frames_of, set_rotation, timestamps, write_audio_only, write_video
+
+from realtime.cli import video_main
+from realtime.options import Options
+from realtime.pipeline import Stylizer
+from realtime.quality import flicker
+from realtime.sinks import MemorySink
+from realtime.sources import FileSource
+from realtime.stream import StreamRunner
+
+
+def _args(assets, models, *extra) -> list[str]:
+    return [
+        "--model-dir",
+        str(models),
+        "--face-model",
+        str(asset(assets, "models/face_landmarker.task")),
+        "--quiet",
+        *extra,
+    ]
+
+
+def test_audio_kept_and_every_frame_in_time(assets, tiny_models, tmp_path):
+    src = asset(assets, "media/classroom_720p25_aac.mp4")
+    out = tmp_path / "out.mp4"
+    assert video_main([str(src), str(out), *_args(assets, tiny_models, "--work-size", "360")]) == 0
+    assert timestamps(out) == timestamps(src) and len(timestamps(out)) == 126
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        sa, sb = a.streams.audio[0], b.streams.audio[0]
+        assert (sb.codec_context.name, sb.rate, sb.channels) == ("aac", 44100, 2)
+        assert abs(float(b.duration - a.duration) / 1e6) < 0.05
+        va = b.streams.video[0]
+        assert (va.codec_context.name, va.codec_context.pix_fmt, va.width, va.height) == ("h264", "yuv420p", 1280, 720)
+        pa = [bytes(p) for p in a.demux(sa) if p.size]
+        pb = [bytes(p) for p in b.demux(sb) if p.size]
+        assert pa == pb  # copied untouched
+    assert not list(tmp_path.glob(".*part*"))
+
+
+def test_identity_video_comes_back(assets, tmp_path):
+    """The default pipeline, smoothing on, gives the video back: no ghosting."""
+    clip = write_video(tmp_path / "clip.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 20))
+    out = tmp_path / "out.mp4"
+    models = asset(assets, "models/dctnet/identity")
+    assert video_main([str(clip), str(out), *_args(assets, models, "--work-size", "360")]) == 0
+    got, want = frames_of(out), frames_of(clip)
+    assert len(got) == len(want) == 20
+    assert np.mean([psnr(a, b) for a, b in zip(got, want, strict=True)]) >= 33.0  # 720->360->720 costs the rest
+
+
+def test_smoothing_reduces_flicker(assets, tmp_path):
+    frames = list(FileSource(asset(assets, "media/classroom_720p25.mp4")))[:16]
+    base = Options(
+        model_dir=asset(assets, "models/dctnet/random"),
+        face_model=asset(assets, "models/face_landmarker.task"),
+        quiet=True,
+        work_size=288,
+    )
+    scores = {}
+    with Stylizer(base) as st:
+        boxes = [tuple(int(v) for v in st.run(f.image).faces[0].box()) for f in frames]
+    for smoothing in (0.0, 1.0):
+        with Stylizer(base.replace(smoothing=smoothing), video=True) as st:
+            keep = MemorySink()
+            StreamRunner(st, smoothing).run(frames, [keep])
+        scores[smoothing] = flicker([f.image for f in frames], keep.images, boxes)
+    assert scores[1.0] < 0.85 * scores[0.0], scores
+
+
+def test_rotated_clip_is_written_upright(assets, tiny_models, tmp_path):
+    imgs = []
+    for _ in range(8):
+        im = np.full((240, 320, 3), 128, np.uint8)
+        im[:60, :100] = (0, 0, 255)
+        imgs.append(im)
+    clip = write_video(tmp_path / "phone.mp4", imgs)
+    set_rotation(clip, 90)
+    out = tmp_path / "out.mp4"
+    assert video_main([str(clip), str(out), *_args(assets, tiny_models, "--background", "photo")]) == 0
+    got = frames_of(out)
+    assert len(got) == 8 and got[0].shape == (320, 240, 3)
+    assert got[0][:40, -50:, 2].mean() > 200 and got[0][-40:, :50, 2].mean() < 160  # red corner now top-right
+
+
+def test_variable_frame_rate_keeps_every_timestamp(assets, tiny_models, tmp_path):
+    pts = [0, 40, 50, 120, 130, 200, 300, 310, 400, 480]
+    clip = write_video(
+        tmp_path / "vfr.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 10, (320, 180)), pts_ms=pts
+    )
+    out = tmp_path / "out.mp4"
+    assert video_main([str(clip), str(out), *_args(assets, tiny_models)]) == 0
+    assert np.allclose(timestamps(out), np.array(pts) / 1000, atol=1e-3)
+
+
+def test_damaged_file_gives_frames_up_to_the_damage(assets, tiny_models, tmp_path, capsys):
+    clip = write_video(tmp_path / "whole.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 40, (320, 180)))
+    data = clip.read_bytes()
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(data[: int(len(data) * 0.6)])
+    out = tmp_path / "out.mp4"
+    assert video_main([str(broken), str(out), *_args(assets, tiny_models)]) == 0
+    n = len(frames_of(out))
+    assert 5 < n < 40
+    assert "warning" in capsys.readouterr().err.lower() or n == len(frames_of(broken))
+
+
+def test_no_video_stream_and_no_faces(assets, tiny_models, tmp_path):
+    audio = write_audio_only(tmp_path / "talk.m4a")
+    out = tmp_path / "out.mp4"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from realtime.cli import video_main; sys.exit(video_main())",
+            str(audio),
+            str(out),
+            *_args(assets, tiny_models),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and "no video stream" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
+    blank = write_video(tmp_path / "wall.mp4", [np.full((180, 320, 3), v, np.uint8) for v in range(100, 112)])
+    assert video_main([str(blank), str(out), *_args(assets, tiny_models)]) == 0
+    assert len(frames_of(out)) == 12
+    assert video_main([str(out), str(out), *_args(assets, tiny_models)]) == 1  # never overwrites its input
+
+
+def test_slow_engine_drops_nothing_in_files(assets, tiny_models, monkeypatch, tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 12, (320, 180)))
+    original = Stylizer.infer
+
+    def slow(self, work, heads=True):
+        time.sleep(0.15)
+        return original(self, work, heads)
+
+    monkeypatch.setattr(Stylizer, "infer", slow)
+    out = tmp_path / "out.mp4"
+    assert video_main([str(clip), str(out), *_args(assets, tiny_models)]) == 0
+    assert timestamps(out) == timestamps(clip)
+
+
+def test_interrupt_finalizes_a_playable_file(assets, tiny_models, tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 126, (640, 360)))
+    out = tmp_path / "out.mp4"
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from realtime.cli import video_main; sys.exit(video_main())",
+        str(clip),
+        str(out),
+        *_args(assets, tiny_models),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    part = tmp_path / ".out.part.mp4"
+    while time.monotonic() < deadline and (not part.exists() or part.stat().st_size < 20_000):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "holds the first" in err and "Traceback" not in err
+    n = len(frames_of(out))
+    assert 0 < n < 126 and not part.exists()
+    assert timestamps(out) == timestamps(clip)[:n]
