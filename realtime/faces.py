@@ -90,6 +90,7 @@ class FaceFinder:
         self.video = video
         self._oval = _oval_ring()
         self._warm = False
+        self._last_ts = -1
         with _native_stderr_silenced():
             self._create(vision, BaseOptions, bundle, detector_bytes, mode, max_faces, min_confidence)
 
@@ -124,8 +125,10 @@ class FaceFinder:
             with _native_stderr_silenced():
                 return self.find(bgr, timestamp_ms)
         if self.video:
-            result = self._landmarker.detect_for_video(image, int(timestamp_ms))
-            detections = self._detector.detect_for_video(image, int(timestamp_ms)).detections
+            # MediaPipe refuses a timestamp that does not increase (a looped or restarted clip).
+            ts = self._last_ts = max(int(timestamp_ms or 0), self._last_ts + 1)
+            result = self._landmarker.detect_for_video(image, ts)
+            detections = self._detector.detect_for_video(image, ts).detections
         else:
             result = self._landmarker.detect(image)
             detections = self._detector.detect(image).detections

@@ -167,24 +167,25 @@ class LiveSource:
 
     def _play_file(self) -> None:
         """Release each frame at its own timestamp, like a camera; loop if asked."""
-        index, offset = 0, 0.0
+        index, offset = 0, 0  # offset in time_base units: each loop continues the timeline
         start = time.monotonic()
+        step = round(1 / (self.fps * self.time_base))
         while not self._stop.is_set():
-            last = 0.0
+            last = 0
             for f in self._source:
                 if self._stop.is_set():
                     return
-                due = start + offset + f.seconds
-                delay = due - time.monotonic()
+                f.pts = (f.pts or 0) + offset
+                delay = start + f.seconds - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                last = f.seconds
+                last = f.pts
                 f.index, f.captured = index, time.monotonic()
                 self._publish(f)
                 index += 1
             if not self.loop:
                 return
-            offset += last + 1.0 / self.fps
+            offset = last + step
             self._source.close()
             self._source = FileSource(self.device)
 
