@@ -290,12 +290,11 @@ def cam_main(argv: list[str] | None = None) -> int:
 
             preview = next((s for s in sinks if isinstance(s, PreviewSink)), None)
             with Stylizer(o, video=True) as stylizer:
-                stats = StreamRunner(stylizer, o.smoothing, o.head_interval).run(
+                stats = StreamRunner(stylizer, o.smoothing, o.head_interval, live=True).run(
                     frames(),
                     sinks,
                     should_stop=lambda: preview is not None and preview.closed,
                     max_frames=o.max_frames,
-                    live=True,
                 )
         finally:
             for s in sinks:

@@ -97,8 +97,8 @@ class Backend(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, graph: Path, spec: EngineSpec, artifact: Path) -> Engine:
-        """Open a built artifact."""
+    def load(cls, graph: Path, spec: EngineSpec, artifact: Path, threads: int = 0) -> Engine:
+        """Open a built artifact; ``threads`` > 0 caps the CPU threads it may use."""
 
 
 # name -> module path; imported lazily so a missing runtime costs nothing until asked for.
@@ -271,7 +271,10 @@ def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, l
     return final / json.loads(marker.read_text())["artifact"]
 
 
-def load_engine(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, log=print) -> Engine:
-    """Build (once, cached) and open the engine for ``graph`` under ``spec``."""
+def load_engine(
+    graph: str | Path, spec: EngineSpec, root: str | Path | None = None, log=print, threads: int = 0
+) -> Engine:
+    """Build (once, cached) and open the engine for ``graph`` under ``spec``; ``threads`` > 0
+    caps its CPU threads (live mode leaves a core to the frame path)."""
     artifact = build(graph, spec, root, log)
-    return get_backend(spec.backend).load(Path(graph), spec, artifact)
+    return get_backend(spec.backend).load(Path(graph), spec, artifact, threads)

@@ -47,6 +47,7 @@ class Options:
         "engine",
         choices=["auto", "fp32", "fp16", "bf16", "int8"],
     )
+    engine_threads: int = opt(0, "CPU threads per engine (0: all cores)", "engine", type=int, metavar="N")
     engine_device: str = opt("auto", "where the engine runs: auto, cpu, cuda or cuda:N", "engine", metavar="DEV")
     # image pipeline
     faces: bool = opt(
@@ -180,7 +181,7 @@ def from_args(ns: argparse.Namespace) -> Options:
     return Options(**{f.name: getattr(ns, f.name) for f in fields(Options) if hasattr(ns, f.name)})
 
 
-# What `cartoon-cam` starts from, chosen by measurement on a 2-core CPU (see scripts/bench.py):
-# INT8 engines, the background at 360 on the short side and heads every other frame keep a
-# 720p25 stream real-time; every flag still overrides it.
-LIVE_PRESET = {"precision": "auto", "work_size": 360, "head_interval": 2}
+# What `cartoon-cam` starts from on a CPU, chosen by measurement (scripts/bench.py): the
+# engines run beside the frame path on one core (INT8 where OpenVINO is the backend), the
+# background at 288 px on the short side; every flag still overrides it.
+LIVE_PRESET = {"work_size": 288, "engine_threads": 1}

@@ -77,11 +77,11 @@ class Stylizer:
         self.background_engine = None
         if o.background == "cartoon":
             spec = resolve_spec(o.backend, o.precision, o.engine_device, role="background")
-            self.background_engine = load_engine(self.models.background, spec, o.cache_dir, log)
+            self.background_engine = load_engine(self.models.background, spec, o.cache_dir, log, o.engine_threads)
         self.head_engine = self.finder = self.alpha = None
         if o.faces and o.max_faces > 0:
             spec = resolve_spec(o.backend, o.precision, o.engine_device, role="head")
-            self.head_engine = load_engine(self.models.head, spec, o.cache_dir, log)
+            self.head_engine = load_engine(self.models.head, spec, o.cache_dir, log, o.engine_threads)
             face_model = resolve_face_model(o.face_model, o.cache_dir, o.offline, o.quiet)
             self.finder = FaceFinder(face_model, o.max_faces, video=video)
             self.alpha = load_alpha(self.models.alpha) if self.models.alpha else None
@@ -118,11 +118,11 @@ class Stylizer:
                     work.crops = self._crops(bgr, small, work.matrices, w / ww)
         return work
 
-    def infer(self, work: Work, heads: bool = True) -> Work:
+    def infer(self, work: Work, heads: bool = True, background: bool = True) -> Work:
         """Run the engines: the background graph on the work copy, the head graph on the crops
-        (``heads=False`` keeps the previous heads, for a lower head rate)."""
+        (``heads``/``background`` False skip one, for a lower rate of it)."""
         h, w = work.bgr.shape[:2]
-        if self.background_engine is not None:
+        if background and self.background_engine is not None:
             with self.stage("background"):
                 stylized = self.background(work.small)
                 if stylized.shape[:2] != (h, w):

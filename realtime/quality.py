@@ -13,16 +13,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .smoothing import Flow
+
+_warp = Flow.warp
+
 
 def _flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Dense flow from gray ``a`` to gray ``b``: a(x) ~ b(x + flow(x))."""
     return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 21, 3, 5, 1.1, 0)
-
-
-def _warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def warping_errors(

@@ -31,14 +31,15 @@ class OneEuro:
         tau = 1.0 / (2 * math.pi * cutoff)
         return 1.0 / (1.0 + tau / dt)
 
-    def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
+    def __call__(self, x: np.ndarray, t: float, scale: float = 1.0) -> np.ndarray:
+        """Filtered ``x`` at time ``t`` (seconds); speeds are divided by ``scale``."""
         if self.x is None or self.t is None or t <= self.t:
             self.x, self.dx, self.t = x.astype(np.float64), np.zeros_like(x, np.float64), t
             return x
         dt = t - self.t
         dx = (x - self.x) / dt
         self.dx = self.dx + self._alpha(self.d_cutoff, dt) * (dx - self.dx)
-        cutoff = self.min_cutoff + self.beta * np.abs(self.dx)
+        cutoff = self.min_cutoff + self.beta * np.abs(self.dx) / scale
         self.x = self.x + self._alpha(cutoff, dt) * (x - self.x)
         self.t = t
         return self.x.astype(np.float32)
@@ -51,7 +52,7 @@ class FaceTracks:
     face far away is smoothed like a large one close up.
     """
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 1.5):
+    def __init__(self, min_cutoff: float = 3.0, beta: float = 5.0):
         self.min_cutoff, self.beta = min_cutoff, beta
         self.tracks: list[tuple[np.ndarray, OneEuro]] = []
 
@@ -67,38 +68,61 @@ class FaceTracks:
                 _, filt = free.pop(i)
             else:
                 filt = OneEuro(self.min_cutoff, self.beta)
-            # Filter in face-width units so beta does not depend on the face's size.
-            both = np.vstack([f.points, f.oval]) / width
-            smooth = filt(both, t) * width
+            # Speeds in face widths per second: beta does not depend on the face's size.
+            smooth = filt(np.vstack([f.points, f.oval]), t, scale=width)
             out.append(Face(smooth[:5], smooth[5:], f.score))
             tracks.append((centre, filt))
         self.tracks = tracks
         return out
 
 
-class FlowSmoother:
-    """Recursive output blend along the source's optical flow (DIS, at half resolution)."""
+def small_gray(bgr: np.ndarray, width: int = 640) -> np.ndarray:
+    """The grey, at most ``width`` wide, copy that optical flow is computed on."""
+    h, w = bgr.shape[:2]
+    if w > width:
+        bgr = cv2.resize(bgr, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
 
-    def __init__(self, weight: float = 0.6, tolerance: float = 6.0):
+
+class Flow:
+    """DIS optical flow (fast preset) and warping along it at any resolution."""
+
+    def __init__(self):
+        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+
+    def backward(self, now: np.ndarray, then: np.ndarray) -> np.ndarray:
+        """For each pixel of grey ``now``, the offset to where it was in ``then``."""
+        return self.dis.calc(now, then, None)
+
+    @staticmethod
+    def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        """``image`` (of the earlier frame) moved to the later frame along ``flow``."""
+        h, w = image.shape[:2]
+        fh, fw = flow.shape[:2]
+        if (fh, fw) != (h, w):
+            flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32([w / fw, h / fh])
+        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        return cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+class FlowSmoother:
+    """Recursive output blend along the source's optical flow."""
+
+    def __init__(self, weight: float = 0.8, tolerance: float = 10.0):
         self.weight, self.tolerance = weight, tolerance
-        self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        self.flow = Flow()
         self.prev_gray: np.ndarray | None = None
         self.prev_src: np.ndarray | None = None
         self.prev_out: np.ndarray | None = None
 
     def __call__(self, src: np.ndarray, out: np.ndarray) -> np.ndarray:
-        h, w = src.shape[:2]
-        gray = cv2.cvtColor(cv2.resize(src, (w // 2, h // 2), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        gray = small_gray(src)
         if self.prev_out is None or self.prev_out.shape != out.shape:
             self.prev_gray, self.prev_src, self.prev_out = gray, src, out
             return out
-        # Backward flow: for each pixel now, where it was in the previous frame.
-        flow = self.flow.calc(gray, self.prev_gray, None)
-        flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) * 2.0
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        mx, my = gx + flow[..., 0], gy + flow[..., 1]
-        warped_src = cv2.remap(self.prev_src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        warped_out = cv2.remap(self.prev_out, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        flow = self.flow.backward(gray, self.prev_gray)
+        warped_src = self.flow.warp(self.prev_src, flow)
+        warped_out = self.flow.warp(self.prev_out, flow)
         err = np.abs(src.astype(np.int16) - warped_src).max(axis=2).astype(np.float32)
         trust = self.weight * np.exp(-((err / self.tolerance) ** 2))  # 0 where the source itself changed
         trust = cv2.GaussianBlur(trust, (0, 0), 1.5)[..., None]

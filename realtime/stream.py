@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .pipeline import Stylizer, Work
-from .smoothing import FaceTracks, FlowSmoother
+from .smoothing import FaceTracks, Flow, FlowSmoother, small_gray
 from .sources import Frame
 
 _END = object()
@@ -88,17 +88,107 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> None:
                 return
 
 
-class StreamRunner:
-    """Runs a Stylizer over frames into sinks. ``head_interval`` > 1 stylizes heads every
-    n-th frame and carries them on the tracked transforms in between (live preset)."""
+@dataclass
+class Keyframe:
+    """The newest engine results, with what is needed to carry them to later frames."""
 
-    def __init__(self, stylizer: Stylizer, smoothing: float = 1.0, head_interval: int = 1):
-        self.stylizer = stylizer
+    gray: np.ndarray
+    stylized: np.ndarray | None
+    faces: list
+    heads: np.ndarray | None
+
+
+class AsyncEngines(threading.Thread):
+    """Live mode: the engines run beside the frame path instead of in it. Whenever they are
+    free they take the newest frame's work (heads every time, the background every
+    ``background_every``-th time), and every frame is composed from the newest results,
+    carried to it: the background along optical flow, the heads on the frame's own tracked
+    face transforms. The frame rate is then that of the light stages (capture, faces,
+    compose), and the engines' speed sets only how fresh the stylization is."""
+
+    def __init__(self, stylizer: Stylizer, background_every: int = 2):
+        super().__init__(name="engines", daemon=True)
+        self.stylizer, self.background_every = stylizer, background_every
+        self._cond = threading.Condition()
+        self._pending: Work | None = None
+        self.latest: Keyframe | None = None
+        self._stop = False
+        self.error: BaseException | None = None
+        self.keyframes = 0
+
+    def submit(self, work: Work) -> None:
+        with self._cond:
+            self._pending = work  # newest wins
+            self._cond.notify_all()
+
+    def wait_first(self, timeout: float = 120.0) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self.latest is not None or self._stop, timeout)
+
+    def run(self) -> None:
+        stylized = None
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._pending is not None or self._stop)
+                    if self._stop:
+                        return
+                    work, self._pending = self._pending, None
+                fresh_bg = self.keyframes % self.background_every == 0 or stylized is None
+                self.stylizer.infer(work, background=fresh_bg)
+                if fresh_bg:
+                    stylized = (work.stylized, small_gray(work.bgr))
+                kf = Keyframe(stylized[1], stylized[0], work.faces, work.heads)
+                with self._cond:
+                    self.latest = kf
+                    self.keyframes += 1
+                    self._cond.notify_all()
+        except BaseException as e:
+            self.error = e
+            with self._cond:
+                self._stop = True
+                self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+
+
+class StreamRunner:
+    """Runs a Stylizer over frames into sinks. Files: every frame through the engines
+    (``head_interval`` > 1 stylizes heads every n-th frame and carries them on the tracked
+    transforms in between). ``live``: the engines run beside the frames (``AsyncEngines``) and
+    queues hold one frame, so a slow engine lowers freshness, not the frame rate."""
+
+    def __init__(self, stylizer: Stylizer, smoothing: float = 1.0, head_interval: int = 1, live: bool = False):
+        self.stylizer, self.live = stylizer, live
         self.tracks = FaceTracks() if smoothing > 0 else None
-        self.smoother = FlowSmoother(weight=0.6 * min(smoothing, 1.0)) if smoothing > 0 else None
+        self.smoother = FlowSmoother(weight=0.8 * min(smoothing, 1.0)) if smoothing > 0 else None
         self.head_interval = max(1, head_interval)
         self._last_heads: np.ndarray | None = None
         self._count = 0
+        self.engines = AsyncEngines(stylizer) if live else None
+        self._flow = Flow()
+
+    def _carry(self, item: tuple[Frame, Work]) -> tuple[Frame, Work]:
+        """Live: hand the frame to the engines, and dress it with their newest results."""
+        frame, work = item
+        self.engines.submit(work)
+        if self.engines.latest is None:
+            self.engines.wait_first()
+        if self.engines.error is not None:
+            raise self.engines.error
+        kf = self.engines.latest
+        if kf is None:
+            return frame, work
+        if kf.stylized is not None:
+            with self.stylizer.stage("carry"):
+                flow = self._flow.backward(small_gray(work.bgr), kf.gray)
+                work.stylized = self._flow.warp(kf.stylized, flow)
+        if kf.heads is not None and work.faces:
+            work.heads = _match_heads(work.faces, kf.faces, kf.heads, work.crops)
+        return frame, work
 
     def _analyze(self, frame: Frame) -> tuple[Frame, Work]:
         return frame, self.stylizer.analyze(frame.image, round(frame.seconds * 1000), self.tracks)
@@ -130,18 +220,20 @@ class StreamRunner:
         on_frame: Callable[[Frame], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         max_frames: int | None = None,
-        live: bool = False,
     ) -> StreamStats:
         """Push ``frames`` through; returns when they end, ``should_stop()`` says so,
         ``max_frames`` is reached, or on Ctrl-C / SIGTERM (``stats.interrupted``). Live streams
         use one-slot queues: a frame waits for at most one other per stage."""
         stop = threading.Event()
-        q_in, q_an, q_inf, q_out = (queue.Queue(maxsize=1 if live else 2) for _ in range(4))
+        q_in, q_an, q_inf, q_out = (queue.Queue(maxsize=1 if self.live else 2) for _ in range(4))
+        middle = (self._carry, "carry") if self.live else (self._infer, "infer")
         stages = [
             _Stage("analyze", self._analyze, q_in, q_an, stop),
-            _Stage("infer", self._infer, q_an, q_inf, stop),
+            _Stage(middle[1], middle[0], q_an, q_inf, stop),
             _Stage("compose", self._compose, q_inf, q_out, stop),
         ]
+        if self.engines is not None:
+            self.engines.start()
         feeder = threading.Thread(target=self._feed, args=(frames, q_in, stop), name="source", daemon=True)
         stats = StreamStats()
         restore = _sigterm_as_interrupt()
@@ -165,7 +257,9 @@ class StreamRunner:
         finally:
             stop.set()
             restore()
-            for t in [feeder, *stages]:
+            if self.engines is not None:
+                self.engines.stop()
+            for t in [feeder, *stages, *([self.engines] if self.engines else [])]:
                 t.join(timeout=5)
             stats.seconds = time.monotonic() - start
         for s in stages:
@@ -182,6 +276,20 @@ class StreamRunner:
                 _put(q, f, stop)
         finally:
             _put(q, _END, stop)
+
+
+def _match_heads(faces, kf_faces, kf_heads, crops) -> np.ndarray:
+    """Stylized heads for this frame's faces, each the keyframe head of the nearest face
+    (a face new since the keyframe shows its own crop until the engines catch up)."""
+    out = crops.copy()
+    centres = [f.points.mean(axis=0) for f in kf_faces]
+    for i, f in enumerate(faces):
+        if centres:
+            d = [np.linalg.norm(c - f.points.mean(axis=0)) for c in centres]
+            j = int(np.argmin(d))
+            if d[j] < (f.box()[2] - f.box()[0]):
+                out[i] = kf_heads[j]
+    return out
 
 
 def _sigterm_as_interrupt() -> Callable[[], None]:

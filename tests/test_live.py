@@ -141,7 +141,7 @@ def test_slow_engine_drops_frames_live(assets, tiny_models, clip, monkeypatch):
             yield f
 
     with Stylizer(options, video=True) as st:
-        stats = StreamRunner(st).run(frames(), [sink], live=True)
+        stats = StreamRunner(st, live=True).run(frames(), [sink])
     source.close()
     assert source.captured == 50 and source.dropped > 20  # 25 fps in, ~5 fps out: most are dropped
     assert stats.frames + source.dropped <= 50

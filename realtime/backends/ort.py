@@ -10,7 +10,7 @@ from ..engine import Backend, Engine, EngineSpec
 
 
 class OrtEngine(Engine):
-    def __init__(self, onnx: Path, spec: EngineSpec):
+    def __init__(self, onnx: Path, spec: EngineSpec, threads: int = 0):
         import onnxruntime as ort
 
         self.spec = spec
@@ -21,6 +21,7 @@ class OrtEngine(Engine):
             providers = ["CPUExecutionProvider"]
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(onnx), opts, providers=providers)
 
     def run(self, images: np.ndarray) -> np.ndarray:
@@ -57,8 +58,8 @@ class OrtBackend(Backend):
         return Path(shutil.copy(onnx, out_dir / "model.onnx"))  # the ONNX export is the artifact
 
     @classmethod
-    def load(cls, graph: Path, spec: EngineSpec, artifact: Path) -> Engine:
-        return OrtEngine(artifact, spec)
+    def load(cls, graph: Path, spec: EngineSpec, artifact: Path, threads: int = 0) -> Engine:
+        return OrtEngine(artifact, spec, threads)
 
 
 BACKEND = OrtBackend

@@ -11,12 +11,14 @@ from ..engine import Backend, Engine, EngineSpec
 
 
 class OpenVinoEngine(Engine):
-    def __init__(self, xml: Path, spec: EngineSpec):
+    def __init__(self, xml: Path, spec: EngineSpec, threads: int = 0):
         import openvino as ov
 
         self.spec = spec
         core = ov.Core()
         config = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
         if spec.precision in ("fp32", "bf16"):  # int8 runs its quantized ops; the rest stays f32
             config["INFERENCE_PRECISION_HINT"] = "f32" if spec.precision == "fp32" else "bf16"
         self._model = keep_divisions(core.read_model(str(xml)))
@@ -70,8 +72,8 @@ class OpenVinoBackend(Backend):
         return out
 
     @classmethod
-    def load(cls, graph: Path, spec: EngineSpec, artifact: Path) -> Engine:
-        return OpenVinoEngine(artifact, spec)
+    def load(cls, graph: Path, spec: EngineSpec, artifact: Path, threads: int = 0) -> Engine:
+        return OpenVinoEngine(artifact, spec, threads)
 
 
 def keep_divisions(model):

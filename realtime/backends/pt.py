@@ -54,7 +54,7 @@ class TorchBackend(Backend):
         return graph
 
     @classmethod
-    def load(cls, graph: Path, spec: EngineSpec, artifact: Path) -> Engine:
+    def load(cls, graph: Path, spec: EngineSpec, artifact: Path, threads: int = 0) -> Engine:
         if spec.precision != "fp32" and not spec.device.startswith("cuda"):
             from ..errors import BackendError
 
@@ -63,6 +63,10 @@ class TorchBackend(Backend):
                 f"torch {spec.precision} needs a CUDA device; on CPU use --backend openvino "
                 "--precision int8 (fast) or torch fp32"
             )
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)  # process-wide: torch has no per-model setting
         return TorchEngine(graph, spec)
 
 

@@ -107,8 +107,8 @@ class TensorRtBackend(Backend):
         return out
 
     @classmethod
-    def load(cls, graph: Path, spec: EngineSpec, artifact: Path) -> Engine:
-        return TensorRtEngine(artifact, spec)
+    def load(cls, graph: Path, spec: EngineSpec, artifact: Path, threads: int = 0) -> Engine:
+        return TensorRtEngine(artifact, spec)  # GPU: no CPU threads to cap
 
 
 BACKEND = TensorRtBackend
