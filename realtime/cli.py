@@ -262,10 +262,7 @@ def cam_main(argv: list[str] | None = None) -> int:
         source = LiveSource(o.device, o.camera_size(), o.fps, o.loop)
         sinks: list = []
         try:
-            first = source.latest()
-            if first is None:
-                raise InputError(f"{o.device} gave no frames")
-            h, w = first.image.shape[:2]
+            w, h = source.frame_size
             if o.virtual != "off":
                 try:
                     sinks.append(VirtualCameraSink(w, h, source.fps))
@@ -281,20 +278,19 @@ def cam_main(argv: list[str] | None = None) -> int:
                 sinks.append(VideoFileSink(o.record, w, h, source.fps, source.time_base, None, o.codec, o.crf))
             if not sinks:
                 raise InputError("no output left: use --preview or --record PATH, or set up a virtual camera")
-            if not o.quiet:
-                print(f"{o.device}: {w}x{h} at {source.fps:.1f} fps requested; Ctrl-C stops")
-
-            def frames():
-                while (f := source.latest()) is not None:
-                    yield f
-
             preview = next((s for s in sinks if isinstance(s, PreviewSink)), None)
             with Stylizer(o, video=True) as stylizer:
+                stylizer.warm_up(h, w, faces=min(o.max_faces, 2))
+                if not o.quiet:
+                    print(f"{o.device}: {w}x{h} at {source.fps:.1f} fps requested; Ctrl-C stops")
+                source.start()
+
+                def frames():
+                    while (f := source.latest()) is not None:
+                        yield f
+
                 stats = StreamRunner(stylizer, o.smoothing, o.head_interval, live=True).run(
-                    frames(),
-                    sinks,
-                    should_stop=lambda: preview is not None and preview.closed,
-                    max_frames=o.max_frames,
+                    frames(), sinks, should_stop=lambda: preview is not None and preview.closed, max_frames=o.max_frames
                 )
         finally:
             for s in sinks:

@@ -86,6 +86,16 @@ class Stylizer:
             self.finder = FaceFinder(face_model, o.max_faces, video=video)
             self.alpha = load_alpha(self.models.alpha) if self.models.alpha else None
 
+    def warm_up(self, height: int, width: int, faces: int = 1) -> None:
+        """Compile the engines for this frame size (and 1..``faces`` heads) before a stream
+        starts, so the first frames do not wait for it."""
+        h, w = work_shape(height, width, self.options.work_size)
+        if self.background_engine is not None:
+            self.background(np.full((h, w, 3), 128, np.uint8))
+        if self.head_engine is not None:
+            for n in range(1, faces + 1):
+                self.head_engine(np.full((n, CROP, CROP, 3), 128, np.uint8))
+
     @contextmanager
     def stage(self, name: str):
         t = time.perf_counter()

@@ -111,7 +111,20 @@ class LiveSource:
         self.error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._reader, name="capture", daemon=True)
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the frames it will deliver, known before ``start()``."""
+        if self._is_file:
+            first = next(iter(FileSource(self.device)))
+            return first.image.shape[1], first.image.shape[0]
+        cc = self._container.streams.video[0].codec_context
+        return cc.width, cc.height
+
+    def start(self) -> LiveSource:
+        """Begin capturing (a file starts playing now)."""
         self._thread.start()
+        return self
 
     def _open(self, size, fps, mjpeg) -> None:
         if self._is_file:
@@ -204,7 +217,8 @@ class LiveSource:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
         (self._source if self._is_file else self._container).close()
 
 

@@ -112,7 +112,7 @@ class AsyncEngines(threading.Thread):
         self._cond = threading.Condition()
         self._pending: Work | None = None
         self.latest: Keyframe | None = None
-        self._stop = False
+        self._halted = False
         self.error: BaseException | None = None
         self.keyframes = 0
 
@@ -123,15 +123,15 @@ class AsyncEngines(threading.Thread):
 
     def wait_first(self, timeout: float = 120.0) -> None:
         with self._cond:
-            self._cond.wait_for(lambda: self.latest is not None or self._stop, timeout)
+            self._cond.wait_for(lambda: self.latest is not None or self._halted, timeout)
 
     def run(self) -> None:
         stylized = None
         try:
             while True:
                 with self._cond:
-                    self._cond.wait_for(lambda: self._pending is not None or self._stop)
-                    if self._stop:
+                    self._cond.wait_for(lambda: self._pending is not None or self._halted)
+                    if self._halted:
                         return
                     work, self._pending = self._pending, None
                 fresh_bg = self.keyframes % self.background_every == 0 or stylized is None
@@ -146,12 +146,12 @@ class AsyncEngines(threading.Thread):
         except BaseException as e:
             self.error = e
             with self._cond:
-                self._stop = True
+                self._halted = True
                 self._cond.notify_all()
 
-    def stop(self) -> None:
+    def halt(self) -> None:
         with self._cond:
-            self._stop = True
+            self._halted = True
             self._cond.notify_all()
 
 
@@ -258,7 +258,7 @@ class StreamRunner:
             stop.set()
             restore()
             if self.engines is not None:
-                self.engines.stop()
+                self.engines.halt()
             for t in [feeder, *stages, *([self.engines] if self.engines else [])]:
                 t.join(timeout=5)
             stats.seconds = time.monotonic() - start

@@ -202,6 +202,9 @@ def live_bench(model_dir: Path, face_model: Path, clip: Path, seconds: float, co
     o = Options(model_dir=model_dir, face_model=face_model, quiet=True, precision="int8", **LIVE_PRESET)
     with Stylizer(o, video=True) as stylizer:
         source = LiveSource(str(clip), loop=True)
+        w, h = source.frame_size
+        stylizer.warm_up(h, w)
+        source.start()
 
         def frames():
             while (f := source.latest()) is not None:

@@ -145,9 +145,9 @@ def test_slow_engine_drops_nothing_in_files(assets, tiny_models, monkeypatch, tm
     clip = write_video(tmp_path / "clip.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 12, (320, 180)))
     original = Stylizer.infer
 
-    def slow(self, work, heads=True):
+    def slow(self, work, **kw):
         time.sleep(0.15)
-        return original(self, work, heads)
+        return original(self, work, **kw)
 
     monkeypatch.setattr(Stylizer, "infer", slow)
     out = tmp_path / "out.mp4"
