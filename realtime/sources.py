@@ -8,7 +8,6 @@ which the sinks measure latency.
 from __future__ import annotations
 
 import platform
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -47,7 +46,7 @@ def _upright(frame: av.VideoFrame) -> np.ndarray:
 
 class FileSource:
     """Every frame of a media file, in order, none dropped; a damaged tail ends the stream
-    with a warning instead of an exception."""
+    and sets ``warning`` instead of raising."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -75,7 +74,8 @@ class FileSource:
                 i += 1
         except av.FFmpegError as e:
             self.warning = f"{self.path.name}: decoding stopped at frame {i} ({e}); the rest is unreadable"
-            print(f"warning: {self.warning}", file=sys.stderr)
+        if self.warning is None and self.frame_count and i < self.frame_count:
+            self.warning = f"{self.path.name} ends early: {i} of its {self.frame_count} frames are readable"
 
     def close(self) -> None:
         self.container.close()

@@ -50,15 +50,20 @@ def test_audio_kept_and_every_frame_in_time(assets, tiny_models, tmp_path):
     assert not list(tmp_path.glob(".*part*"))
 
 
-def test_identity_video_comes_back(assets, tmp_path):
-    """The default pipeline, smoothing on, gives the video back: no ghosting."""
-    clip = write_video(tmp_path / "clip.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 20))
-    out = tmp_path / "out.mp4"
-    models = asset(assets, "models/dctnet/identity")
-    assert video_main([str(clip), str(out), *_args(assets, models, "--work-size", "360")]) == 0
-    got, want = frames_of(out), frames_of(clip)
-    assert len(got) == len(want) == 20
-    assert np.mean([psnr(a, b) for a, b in zip(got, want, strict=True)]) >= 33.0  # 720->360->720 costs the rest
+def test_identity_video_comes_back(assets):
+    """The default pipeline (720 work size, smoothing on) gives the video back: smoothing that
+    ghosted or lagged would lose the PSNR."""
+    frames = list(FileSource(asset(assets, "media/classroom_720p25.mp4")))[:12]
+    options = Options(
+        model_dir=asset(assets, "models/dctnet/identity"),
+        face_model=asset(assets, "models/face_landmarker.task"),
+        quiet=True,
+    )
+    keep = MemorySink()
+    with Stylizer(options, video=True) as st:
+        StreamRunner(st).run(frames, [keep])
+    assert len(keep.images) == 12
+    assert np.mean([psnr(f.image, im) for f, im in zip(frames, keep.images, strict=True)]) >= 35.0
 
 
 def test_smoothing_reduces_flicker(assets, tmp_path):
@@ -114,7 +119,7 @@ def test_damaged_file_gives_frames_up_to_the_damage(assets, tiny_models, tmp_pat
     assert video_main([str(broken), str(out), *_args(assets, tiny_models)]) == 0
     n = len(frames_of(out))
     assert 5 < n < 40
-    assert "warning" in capsys.readouterr().err.lower() or n == len(frames_of(broken))
+    assert f"{n} of its 40 frames" in capsys.readouterr().err
 
 
 def test_no_video_stream_and_no_faces(assets, tiny_models, tmp_path):
