@@ -224,11 +224,10 @@ def video_main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 130
+        if source.warning:
+            print(f"warning: {source.warning}; {args.output} holds what was readable", file=sys.stderr)
         if not o.quiet:
-            print(
-                f"{args.output}: {stats.frames} frames at {stats.fps:.2f} fps"
-                + (f" (warning: {source.warning})" if source.warning else "")
-            )
+            print(f"{args.output}: {stats.frames} frames at {stats.fps:.2f} fps")
         return 0
 
     return _run(parser.prog, body)
