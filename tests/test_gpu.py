@@ -1,0 +1,45 @@
+"""GPU paths (TensorRT, CUDA): run only where an NVIDIA GPU is present (marker ``gpu``).
+
+The graph they run is the ONNX export that the CPU tests prove against TensorFlow; here we
+check what only a GPU can: the engines build, FP32 stays faithful, FP16 stays close.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import GOLDEN_CASES, assert_faithful, asset, goldens, psnr
+
+from realtime.engine import EngineSpec, load_engine
+
+pytestmark = pytest.mark.gpu
+HEAD = "models/dctnet/random/cartoon_anime_h.pb"
+
+
+@pytest.mark.parametrize("backend", ["tensorrt", "onnxruntime", "torch"])
+@pytest.mark.parametrize("graph,golden", GOLDEN_CASES[1:3], ids=["head", "background"])
+def test_fp32_on_gpu_matches_tensorflow(assets, backend, graph, golden):
+    role = "background" if "bg" in graph else "head"
+    engine = load_engine(asset(assets, graph), EngineSpec(backend, "fp32", "cuda", role), log=None)
+    for i, (inp, want, _) in enumerate(goldens(asset(assets, golden))):
+        assert_faithful(engine(inp[None])[0], want, f"{backend} cuda {golden} {i}")
+
+
+@pytest.mark.parametrize("backend", ["tensorrt", "torch"])
+def test_fp16_psnr_against_fp32(assets, backend):
+    ref = load_engine(asset(assets, HEAD), EngineSpec("torch", "fp32", "cpu"), log=None)
+    engine = load_engine(asset(assets, HEAD), EngineSpec(backend, "fp16", "cuda"), log=None)
+    (inp, _, _), _ = goldens(asset(assets, "fixtures/dctnet_head_golden.npz"))
+    batch = np.stack([inp] * 8)  # the top of the head profile
+    out = engine(batch)
+    assert psnr(out[0], ref(inp[None])[0]) >= 40.0
+    assert np.abs(out.astype(int) - out[:1]).max() <= 1  # the batch agrees with itself
+
+
+def test_tensorrt_keeps_frames_on_the_gpu(assets):
+    import torch
+
+    engine = load_engine(asset(assets, HEAD), EngineSpec("tensorrt", "fp16", "cuda"), log=None)
+    x = torch.zeros((2, 288, 288, 3), dtype=torch.uint8, device="cuda")
+    y = engine.run_tensor(x)
+    assert y.is_cuda and y.shape == x.shape and y.dtype == torch.uint8
