@@ -211,7 +211,9 @@ def video_main(argv: list[str] | None = None) -> int:
                         bar.update(task, completed=done, fps=done / max(time.monotonic() - t0, 1e-6))
 
                     try:
-                        stats = StreamRunner(stylizer, o.smoothing, o.head_interval).run(source, [sink], tick)
+                        stats = StreamRunner(
+                            stylizer, o.smoothing, o.head_interval, background_interval=o.background_interval
+                        ).run(source, [sink], tick)
                     except BaseException:
                         sink.abort()
                         raise

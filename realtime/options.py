@@ -92,6 +92,14 @@ class Options:
         type=int,
         metavar="N",
     )
+    background_interval: int = opt(
+        1,
+        "files: stylize the background every N-th frame and carry it along optical "
+        "flow in between (a scene cut forces a fresh one)",
+        "video",
+        type=int,
+        metavar="N",
+    )
     crf: int = opt(18, "H.264 quality (lower is better and bigger)", "file", type=int)
     codec: str = opt("libx264", "video encoder (any FFmpeg encoder PyAV has)", "file")
     device: str = opt(
@@ -120,6 +128,8 @@ class Options:
             raise InputError(f"--max-faces must be 0 or more, got {self.max_faces}")
         if not 0.0 <= self.smoothing <= 1.0:
             raise InputError(f"--smoothing must be between 0 and 1, got {self.smoothing}")
+        if self.background_interval < 1:
+            raise InputError(f"--background-interval must be 1 or more, got {self.background_interval}")
         if self.head_interval < 1:
             raise InputError(f"--head-interval must be 1 or more, got {self.head_interval}")
         if self.work_size < 64:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from .pipeline import Stylizer, Work
@@ -24,6 +25,7 @@ from .smoothing import FaceTracks, Flow, FlowSmoother, small_gray
 from .sources import Frame
 
 _END = object()
+SCENE_CUT = 30.0  # mean grey-level change from the keyframe that forces a fresh background
 
 
 @dataclass
@@ -161,8 +163,17 @@ class StreamRunner:
     transforms in between). ``live``: the engines run beside the frames (``AsyncEngines``) and
     queues hold one frame, so a slow engine lowers freshness, not the frame rate."""
 
-    def __init__(self, stylizer: Stylizer, smoothing: float = 1.0, head_interval: int = 1, live: bool = False):
+    def __init__(
+        self,
+        stylizer: Stylizer,
+        smoothing: float = 1.0,
+        head_interval: int = 1,
+        live: bool = False,
+        background_interval: int = 1,
+    ):
         self.stylizer, self.live = stylizer, live
+        self.background_interval = max(1, background_interval)
+        self._bg_key: tuple[np.ndarray, np.ndarray] | None = None
         self.tracks = FaceTracks() if smoothing > 0 else None
         self.smoother = FlowSmoother(weight=0.8 * min(smoothing, 1.0)) if smoothing > 0 else None
         self.head_interval = max(1, head_interval)
@@ -183,9 +194,7 @@ class StreamRunner:
         if kf is None:
             return frame, work
         if kf.stylized is not None:
-            with self.stylizer.stage("carry"):
-                flow = self._flow.backward(small_gray(work.bgr), kf.gray)
-                work.stylized = self._flow.warp(kf.stylized, flow)
+            self._carry_background(work, (kf.stylized, kf.gray))
         if kf.heads is not None and work.faces:
             work.heads = _match_heads(work.faces, kf.faces, kf.heads, work.crops)
         return frame, work
@@ -193,11 +202,29 @@ class StreamRunner:
     def _analyze(self, frame: Frame) -> tuple[Frame, Work]:
         return frame, self.stylizer.analyze(frame.image, round(frame.seconds * 1000), self.tracks)
 
+    def _carry_background(self, work: Work, key: tuple[np.ndarray, np.ndarray]) -> None:
+        """Move a stylized background from its keyframe to this frame along optical flow."""
+        stylized, gray = key
+        with self.stylizer.stage("carry"):
+            work.stylized = self._flow.warp(stylized, self._flow.backward(small_gray(work.bgr), gray))
+
     def _infer(self, item: tuple[Frame, Work]) -> tuple[Frame, Work]:
         frame, work = item
         n = len(work.faces)
         fresh = self._count % self.head_interval == 0 or self._last_heads is None or len(self._last_heads) != n
-        self.stylizer.infer(work, heads=fresh)
+        gray = small_gray(work.bgr) if self.background_interval > 1 else None
+        fresh_bg = (
+            gray is None
+            or self._count % self.background_interval == 0
+            or self._bg_key is None
+            or self._bg_key[1].shape != gray.shape
+            or float(np.mean(cv2.absdiff(gray, self._bg_key[1]))) > SCENE_CUT
+        )
+        self.stylizer.infer(work, heads=fresh, background=fresh_bg)
+        if gray is not None and fresh_bg and work.stylized is not None:
+            self._bg_key = (work.stylized, gray)
+        elif not fresh_bg:
+            self._carry_background(work, self._bg_key)
         if fresh:
             self._last_heads = work.heads
         elif n:
