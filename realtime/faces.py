@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .errors import ModelError
@@ -119,7 +120,7 @@ class FaceFinder:
         import mediapipe as mp
 
         h, w = bgr.shape[:2]
-        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(bgr[..., ::-1]))
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=_aligned_rgb(bgr))
         if not self._warm:  # the first inference logs too
             self._warm = True
             with _native_stderr_silenced():
@@ -151,6 +152,16 @@ class FaceFinder:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _aligned_rgb(bgr: np.ndarray) -> np.ndarray:
+    """RGB copy on a 64-byte boundary: LiteRT otherwise copies it again and logs a warning."""
+    h, w = bgr.shape[:2]
+    buf = np.empty(h * w * 3 + 64, np.uint8)
+    off = -buf.ctypes.data % 64
+    rgb = buf[off : off + h * w * 3].reshape(h, w, 3)
+    cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=rgb)
+    return rgb
 
 
 def _match_score(oval: np.ndarray, boxes: list) -> float:
