@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -18,7 +19,7 @@ from realtime.options import Options
 from realtime.pipeline import Stylizer
 from realtime.quality import flicker
 from realtime.sinks import MemorySink
-from realtime.sources import FileSource
+from realtime.sources import FileSource, Frame
 from realtime.stream import StreamRunner
 
 
@@ -182,3 +183,24 @@ def test_interrupt_finalizes_a_playable_file(assets, tiny_models, tmp_path):
     n = len(frames_of(out))
     assert 0 < n < 126 and not part.exists()
     assert timestamps(out) == timestamps(clip)[:n]
+
+
+def test_background_interval_carries_and_respects_cuts(assets, tiny_models):
+    """--background-interval N runs the background graph on every N-th frame only, and at
+    once after a scene cut; carried frames follow the picture."""
+    a, b = frames_of(asset(assets, "media/classroom_720p25.mp4"), 2, (320, 180))
+    scene_b = np.ascontiguousarray(255 - b)  # a very different picture
+    images = [a] * 4 + [scene_b] * 5
+    frames = [Frame(im, i * 40, Fraction(1, 1000), i, 0.0) for i, im in enumerate(images)]
+    options = Options(
+        model_dir=tiny_models, face_model=asset(assets, "models/face_landmarker.task"), quiet=True, faces=False
+    )
+    with Stylizer(options, video=True) as st:
+        keep = MemorySink()
+        StreamRunner(st, 0.0, background_interval=3).run(frames, [keep])
+        runs = len(st.timings["background"])
+        fresh = st.background(st.analyze(scene_b).small)
+    assert runs == 4  # frames 0, 3, 4 (the cut) and 6; not 9
+    assert len(keep.images) == 9
+    # frame 8 carries frame 6's background: the same picture, so nearly what a fresh run gives
+    assert psnr(keep.images[8], fresh) > 30
