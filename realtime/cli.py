@@ -297,7 +297,7 @@ def cam_main(argv: list[str] | None = None) -> int:
             for s in sinks:
                 s.close()
             source.close()
-        stats.dropped = source.dropped
+        stats.dropped += source.dropped  # at capture, plus those dropped between stages
         summary = stats.summary()
         delivered = source.captured / stats.seconds if stats.seconds else 0.0
         if o.stats_json:

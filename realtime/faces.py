@@ -92,6 +92,8 @@ class FaceFinder:
         self._oval = _oval_ring()
         self._warm = False
         self._last_ts = -1
+        self._calls = 0
+        self._detections: list = []
         with _native_stderr_silenced():
             self._create(vision, BaseOptions, bundle, detector_bytes, mode, max_faces, min_confidence)
 
@@ -129,7 +131,11 @@ class FaceFinder:
             # MediaPipe refuses a timestamp that does not increase (a looped or restarted clip).
             ts = self._last_ts = max(int(timestamp_ms or 0), self._last_ts + 1)
             result = self._landmarker.detect_for_video(image, ts)
-            detections = self._detector.detect_for_video(image, ts).detections
+            # Tracking needs no detector; its score is refreshed every few frames.
+            if self._calls % 8 == 0:
+                self._detections = self._detector.detect_for_video(image, ts).detections
+            detections = self._detections
+            self._calls += 1
         else:
             result = self._landmarker.detect(image)
             detections = self._detector.detect(image).detections

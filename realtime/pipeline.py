@@ -54,7 +54,7 @@ class Work:
     faces: list[Face] = field(default_factory=list)
     matrices: list[np.ndarray] = field(default_factory=list)
     crops: np.ndarray | None = None
-    stylized: np.ndarray | None = None
+    stylized: np.ndarray | None = None  # the background graph's output, at work size
     heads: np.ndarray | None = None
 
 
@@ -131,13 +131,9 @@ class Stylizer:
     def infer(self, work: Work, heads: bool = True, background: bool = True) -> Work:
         """Run the engines: the background graph on the work copy, the head graph on the crops
         (``heads``/``background`` False skip one, for a lower rate of it)."""
-        h, w = work.bgr.shape[:2]
         if background and self.background_engine is not None:
             with self.stage("background"):
-                stylized = self.background(work.small)
-                if stylized.shape[:2] != (h, w):
-                    stylized = cv2.resize(stylized, (w, h), interpolation=cv2.INTER_AREA)
-                work.stylized = stylized
+                work.stylized = self.background(work.small)  # at work size; compose scales it
         if heads and work.crops is not None:
             with self.stage("heads"):
                 work.heads = self.heads(work.crops)
@@ -147,7 +143,10 @@ class Stylizer:
         """Heads over the chosen background, then the strength mix."""
         o = self.options
         with self.stage("blend"):
-            canvas = background_under(work.bgr, work.stylized, o.background, o.key_color)
+            stylized = work.stylized
+            if stylized is not None and stylized.shape[:2] != work.bgr.shape[:2]:
+                stylized = cv2.resize(stylized, work.bgr.shape[1::-1], interpolation=cv2.INTER_AREA)
+            canvas = background_under(work.bgr, stylized, o.background, o.key_color)
             if work.heads is not None and work.faces:
                 self._paste(canvas, work.faces, work.matrices, work.crops, work.heads)
             if o.strength < 1 and o.background != "key":  # key: strength mixes the heads only

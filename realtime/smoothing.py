@@ -10,6 +10,7 @@ no history, so nothing ghosts).
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import cv2
 import numpy as np
@@ -100,32 +101,48 @@ class Flow:
         h, w = image.shape[:2]
         fh, fw = flow.shape[:2]
         if (fh, fw) != (h, w):
-            flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32([w / fw, h / fh])
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        return cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
+            flow *= np.float32([w / fw, h / fh])
+            flow += _grid(h, w)  # absolute sampling positions, in place on our own copy
+        else:
+            flow = flow + _grid(h, w)
+        return cv2.remap(image, flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+@cache
+def _grid(h: int, w: int) -> np.ndarray:
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return np.dstack([gx, gy])
 
 
 class FlowSmoother:
-    """Recursive output blend along the source's optical flow."""
+    """Recursive output blend along the source's optical flow.
+
+    Where the source itself is well predicted by its warped previous frame, the output leans
+    on its warped previous output (``weight``); where it is not (occlusion, new content, a
+    cut) the weight falls to 0 within ``tolerance`` grey levels, so nothing ghosts. The
+    weights are computed on the flow's small grey frames and only the blend runs at full
+    size, all in OpenCV (which releases the GIL for the other stages).
+    """
 
     def __init__(self, weight: float = 0.8, tolerance: float = 10.0):
-        self.weight, self.tolerance = weight, tolerance
         self.flow = Flow()
+        err = np.arange(256, dtype=np.float32)
+        self.lut = (255 * weight * np.exp(-((err / tolerance) ** 2))).astype(np.uint8)
         self.prev_gray: np.ndarray | None = None
-        self.prev_src: np.ndarray | None = None
         self.prev_out: np.ndarray | None = None
 
     def __call__(self, src: np.ndarray, out: np.ndarray) -> np.ndarray:
         gray = small_gray(src)
         if self.prev_out is None or self.prev_out.shape != out.shape:
-            self.prev_gray, self.prev_src, self.prev_out = gray, src, out
+            self.prev_gray, self.prev_out = gray, out
             return out
         flow = self.flow.backward(gray, self.prev_gray)
-        warped_src = self.flow.warp(self.prev_src, flow)
+        err = cv2.absdiff(gray, self.flow.warp(self.prev_gray, flow))
+        trust = cv2.GaussianBlur(cv2.LUT(err, self.lut), (5, 5), 1.5)
+        h, w = out.shape[:2]
+        trust = cv2.resize(trust, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32) * (1 / 255)
         warped_out = self.flow.warp(self.prev_out, flow)
-        err = np.abs(src.astype(np.int16) - warped_src).max(axis=2).astype(np.float32)
-        trust = self.weight * np.exp(-((err / self.tolerance) ** 2))  # 0 where the source itself changed
-        trust = cv2.GaussianBlur(trust, (0, 0), 1.5)[..., None]
-        result = (out.astype(np.float32) * (1 - trust) + warped_out.astype(np.float32) * trust + 0.5).astype(np.uint8)
-        self.prev_gray, self.prev_src, self.prev_out = gray, src, result
+        result = cv2.blendLinear(warped_out, out, trust, 1 - trust)
+        self.prev_gray, self.prev_out = gray, result
         return result

@@ -26,6 +26,7 @@ from .sources import Frame
 
 _END = object()
 SCENE_CUT = 30.0  # mean grey-level change from the keyframe that forces a fresh background
+CARRY_WIDTH = 320  # flow for carrying a stylized background: smooth content needs little detail
 
 
 @dataclass
@@ -78,6 +79,24 @@ def _get(q: queue.Queue, stop: threading.Event):
         except queue.Empty:
             pass
     return _END
+
+
+class LatestQueue(queue.Queue):
+    """A one-slot queue where a new item replaces one not yet taken (live: stale frames are
+    dropped between stages too, so none waits behind a slow stage)."""
+
+    def __init__(self):
+        super().__init__(maxsize=1)
+        self.dropped = 0
+
+    def put(self, item, block=True, timeout=None):
+        with self.mutex:
+            if self._qsize() and item is not _END:
+                self._get()
+                self.dropped += 1
+            self._put(item)
+            self.unfinished_tasks += 1
+            self.not_empty.notify()
 
 
 def _put(q: queue.Queue, item, stop: threading.Event) -> None:
@@ -139,7 +158,7 @@ class AsyncEngines(threading.Thread):
                 fresh_bg = self.keyframes % self.background_every == 0 or stylized is None
                 self.stylizer.infer(work, background=fresh_bg)
                 if fresh_bg:
-                    stylized = (work.stylized, small_gray(work.bgr))
+                    stylized = (work.stylized, small_gray(work.bgr, CARRY_WIDTH))
                 kf = Keyframe(stylized[1], stylized[0], work.faces, work.heads)
                 with self._cond:
                     self.latest = kf
@@ -175,7 +194,9 @@ class StreamRunner:
         self.background_interval = max(1, background_interval)
         self._bg_key: tuple[np.ndarray, np.ndarray] | None = None
         self.tracks = FaceTracks() if smoothing > 0 else None
-        self.smoother = FlowSmoother(weight=0.8 * min(smoothing, 1.0)) if smoothing > 0 else None
+        # Live frames are composed from results carried along flow, already coherent in time;
+        # the output blend (25 ms a 720p frame here) is for files, where time is not short.
+        self.smoother = FlowSmoother(weight=0.8 * min(smoothing, 1.0)) if smoothing > 0 and not live else None
         self.head_interval = max(1, head_interval)
         self._last_heads: np.ndarray | None = None
         self._count = 0
@@ -206,13 +227,13 @@ class StreamRunner:
         """Move a stylized background from its keyframe to this frame along optical flow."""
         stylized, gray = key
         with self.stylizer.stage("carry"):
-            work.stylized = self._flow.warp(stylized, self._flow.backward(small_gray(work.bgr), gray))
+            work.stylized = self._flow.warp(stylized, self._flow.backward(small_gray(work.bgr, CARRY_WIDTH), gray))
 
     def _infer(self, item: tuple[Frame, Work]) -> tuple[Frame, Work]:
         frame, work = item
         n = len(work.faces)
         fresh = self._count % self.head_interval == 0 or self._last_heads is None or len(self._last_heads) != n
-        gray = small_gray(work.bgr) if self.background_interval > 1 else None
+        gray = small_gray(work.bgr, CARRY_WIDTH) if self.background_interval > 1 else None
         fresh_bg = (
             gray is None
             or self._count % self.background_interval == 0
@@ -252,7 +273,8 @@ class StreamRunner:
         ``max_frames`` is reached, or on Ctrl-C / SIGTERM (``stats.interrupted``). Live streams
         use one-slot queues: a frame waits for at most one other per stage."""
         stop = threading.Event()
-        q_in, q_an, q_inf, q_out = (queue.Queue(maxsize=1 if self.live else 2) for _ in range(4))
+        queues = [LatestQueue() if self.live else queue.Queue(maxsize=2) for _ in range(4)]
+        q_in, q_an, q_inf, q_out = queues
         middle = (self._carry, "carry") if self.live else (self._infer, "infer")
         stages = [
             _Stage("analyze", self._analyze, q_in, q_an, stop),
@@ -289,6 +311,7 @@ class StreamRunner:
             for t in [feeder, *stages, *([self.engines] if self.engines else [])]:
                 t.join(timeout=5)
             stats.seconds = time.monotonic() - start
+            stats.dropped = sum(getattr(q, "dropped", 0) for q in queues)
         for s in stages:
             if s.error is not None:
                 raise s.error

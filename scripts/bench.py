@@ -216,14 +216,16 @@ def live_bench(model_dir: Path, face_model: Path, clip: Path, seconds: float, co
                 yield f
 
         runner = StreamRunner(stylizer, o.smoothing, live=True)
+        stylizer.timings.clear()
         stats = runner.run(frames(), [MemorySink()], max_frames=int(seconds * source.fps))
         source.close()
-    stats.dropped = source.dropped
+    stats.dropped += source.dropped
     out = {
         **stats.summary(),
         "captured": source.captured,
         "keyframes": runner.engines.keyframes,
-        "dropped_pct": round(100 * source.dropped / max(source.captured, 1), 2),
+        "dropped_pct": round(100 * stats.dropped / max(source.captured, 1), 2),
+        "stage_ms_median": {k: round(1000 * float(np.median(v)), 1) for k, v in stylizer.timings.items()},
     }
     console.print(f"live: {out}")
     return out
