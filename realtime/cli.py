@@ -167,24 +167,28 @@ def models_main(argv: list[str] | None = None) -> int:
 
 
 def video_main(argv: list[str] | None = None) -> int:
+    from .options import VIDEO_PRESET
+
     parser = argparse.ArgumentParser(
         prog="cartoon-video", description="Turn a video into a cartoon, keeping its audio and timing."
     )
     parser.add_argument("input", type=Path, help="video to stylize (anything FFmpeg reads)")
     parser.add_argument("output", type=Path, help="where to write it (.mp4, .mov, .mkv, .webm)")
     add_arguments(parser, ("models", "engine", "image", "video", "file", "output"))
+    parser.set_defaults(**VIDEO_PRESET)
     args = parser.parse_args(argv)
 
     def body() -> int:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         from .errors import InputError
+        from .options import stream_precision
         from .pipeline import Stylizer
         from .sinks import VideoFileSink
         from .sources import FileSource
         from .stream import StreamRunner
 
-        o = from_args(args)
+        o = stream_precision(from_args(args))
         if args.output.resolve() == args.input.resolve():
             raise InputError(f"output {args.output} is the input; choose another name")
         source = FileSource(args.input)
@@ -250,16 +254,14 @@ def cam_main(argv: list[str] | None = None) -> int:
     def body() -> int:
         import json
 
-        from .engine import resolve_spec
         from .errors import InputError
+        from .options import stream_precision
         from .pipeline import Stylizer
         from .sinks import PreviewSink, VideoFileSink, VirtualCameraSink
         from .sources import LiveSource
         from .stream import StreamRunner
 
-        o = from_args(args)
-        if o.precision == "auto" and resolve_spec(o.backend, "auto", o.engine_device).backend == "openvino":
-            o = o.replace(precision="int8")  # measured: about 2x FP32 on CPU, 38 dB from it
+        o = stream_precision(from_args(args))
         source = LiveSource(o.device, o.camera_size(), o.fps, o.loop)
         sinks: list = []
         try:
