@@ -289,13 +289,14 @@ class StreamRunner:
             self.engines.start()
         feeder = threading.Thread(target=self._feed, args=(frames, q_in, stop), name="source", daemon=True)
         stats = StreamStats()
-        restore = _sigterm_as_interrupt()
+        interrupted = threading.Event()
+        restore = _stop_on_signals(interrupted, stop)
         start = time.monotonic()
         try:
             feeder.start()
             for s in stages:
                 s.start()
-            while (item := _get(q_out, stop)) is not _END:
+            while not interrupted.is_set() and (item := _get(q_out, stop)) is not _END:
                 frame, image = item
                 for sink in sinks:
                     sink.send(frame, image)
@@ -305,11 +306,12 @@ class StreamRunner:
                     on_frame(frame)
                 if (max_frames and stats.frames >= max_frames) or (should_stop and should_stop()):
                     break
-        except KeyboardInterrupt:
-            stats.interrupted = True
+        except KeyboardInterrupt:  # outside the main thread's handlers (an embedding app)
+            interrupted.set()
         finally:
             stop.set()
             restore()
+            stats.interrupted = interrupted.is_set()
             if self.engines is not None:
                 self.engines.halt()
             for t in [feeder, *stages, *([self.engines] if self.engines else [])]:
@@ -346,13 +348,15 @@ def _match_heads(faces, kf_faces, kf_heads, crops) -> np.ndarray:
     return out
 
 
-def _sigterm_as_interrupt() -> Callable[[], None]:
-    """Treat SIGTERM like Ctrl-C while a stream runs, so files are finalised either way."""
+def _stop_on_signals(interrupted: threading.Event, stop: threading.Event) -> Callable[[], None]:
+    """While a stream runs, Ctrl-C and SIGTERM ask it to stop after the frame in hand: a
+    KeyboardInterrupt raised in the middle of writing a frame would lose encoded packets."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        interrupted.set()
+        stop.set()
 
-    old = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, old)
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    return lambda: [signal.signal(sig, h) for sig, h in old.items()]
