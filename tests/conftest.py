@@ -97,3 +97,15 @@ def tiny_models(assets, tmp_path_factory) -> Path:
     for name in ("cartoon_h.pb", "cartoon_bg.pb"):
         shutil.copy(asset(assets, "fixtures/dctnet_tiny.pb"), d / name)
     return d
+
+
+def cli_args(assets: Path, models: Path, *extra: str) -> list[str]:
+    """CLI flags for a local model folder and the shared face model, quiet."""
+    return [
+        "--model-dir",
+        str(models),
+        "--face-model",
+        str(asset(assets, "models/face_landmarker.task")),
+        "--quiet",
+        *extra,
+    ]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import pyvirtualcam
 from conftest import asset
+from conftest import cli_args as _args
 from media import frames_of, timestamps, write_video
 
 from realtime.cli import cam_main
@@ -60,17 +61,6 @@ def memory_camera(monkeypatch):
 def clip(assets, tmp_path_factory):
     frames = frames_of(asset(assets, "media/classroom_720p25.mp4"), 50, (640, 360))
     return write_video(tmp_path_factory.mktemp("live") / "clip.mp4", frames)
-
-
-def _args(assets, models, *extra) -> list[str]:
-    return [
-        "--model-dir",
-        str(models),
-        "--face-model",
-        str(asset(assets, "models/face_landmarker.task")),
-        "--quiet",
-        *extra,
-    ]
 
 
 def test_virtual_camera_receives_frames(assets, tiny_models, clip, memory_camera, tmp_path):

@@ -12,6 +12,7 @@ from fractions import Fraction
 import av
 import numpy as np
 from conftest import asset, psnr
+from conftest import cli_args as _args
 from media import frames_of, set_rotation, timestamps, write_audio_only, write_video
 
 from realtime.cli import video_main
@@ -21,17 +22,6 @@ from realtime.quality import flicker
 from realtime.sinks import MemorySink
 from realtime.sources import FileSource, Frame
 from realtime.stream import StreamRunner
-
-
-def _args(assets, models, *extra) -> list[str]:
-    return [
-        "--model-dir",
-        str(models),
-        "--face-model",
-        str(asset(assets, "models/face_landmarker.task")),
-        "--quiet",
-        *extra,
-    ]
 
 
 def test_audio_kept_and_every_frame_in_time(assets, tiny_models, tmp_path):
