@@ -288,12 +288,8 @@ def cam_main(argv: list[str] | None = None) -> int:
                     print(f"{o.device}: {w}x{h} at {source.fps:.1f} fps requested; Ctrl-C stops")
                 source.start()
 
-                def frames():
-                    while (f := source.latest()) is not None:
-                        yield f
-
                 stats = StreamRunner(stylizer, o.smoothing, o.head_interval, live=True).run(
-                    frames(), sinks, should_stop=lambda: preview is not None and preview.closed, max_frames=o.max_frames
+                    source, sinks, should_stop=lambda: preview is not None and preview.closed, max_frames=o.max_frames
                 )
         finally:
             for s in sinks:

@@ -215,6 +215,11 @@ class LiveSource:
             self._taken_index = self._latest.index
             return self._latest
 
+    def __iter__(self) -> Iterator[Frame]:
+        """The newest frame each time the consumer is ready, until the source ends."""
+        while (f := self.latest()) is not None:
+            yield f
+
     def close(self) -> None:
         self._stop.set()
         if self._thread.is_alive():

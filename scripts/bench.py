@@ -208,13 +208,9 @@ def live_bench(model_dir: Path, face_model: Path, clip: Path, seconds: float, co
         stylizer.warm_up(h, w)
         source.start()
 
-        def frames():
-            while (f := source.latest()) is not None:
-                yield f
-
         runner = StreamRunner(stylizer, o.smoothing, live=True)
         stylizer.timings.clear()
-        stats = runner.run(frames(), [MemorySink()], max_frames=int(seconds * source.fps))
+        stats = runner.run(source, [MemorySink()], max_frames=int(seconds * source.fps))
         source.close()
     stats.dropped += source.dropped
     out = {

@@ -119,15 +119,11 @@ def _run_live(assets, tiny_models, clip) -> tuple:
     sink = MemorySink()
     options = Options(model_dir=tiny_models, face_model=asset(assets, "models/face_landmarker.task"), quiet=True)
 
-    def frames():
-        while (f := source.latest()) is not None:
-            yield f
-
     with Stylizer(options, video=True) as st:
         st.warm_up(360, 640)
         source.start()
         runner = StreamRunner(st, live=True)
-        stats = runner.run(frames(), [sink])
+        stats = runner.run(source, [sink])
     source.close()
     return source, sink, stats, runner.engines.keyframes
 

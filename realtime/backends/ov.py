@@ -25,11 +25,6 @@ class OpenVinoEngine(Engine):
         self._core, self._config = core, config
         self._compiled: dict[tuple, object] = {}
 
-    def effective_precision(self) -> str:
-        """What the CPU really runs: BF16 falls back to FP32 on CPUs without BF16 units."""
-        req = self._request((1, 64, 64, 3))
-        return req.get_compiled_model().get_property("INFERENCE_PRECISION_HINT").to_string()
-
     def _request(self, shape: tuple):
         # A model compiled for one static shape runs faster than a dynamic one; frames of a
         # video share a shape, so each shape is compiled once.
