@@ -283,19 +283,15 @@ def cam_main(argv: list[str] | None = None) -> int:
                 raise InputError("no output left: use --preview or --record PATH, or set up a virtual camera")
             preview = next((s for s in sinks if isinstance(s, PreviewSink)), None)
             with Stylizer(o, video=True) as stylizer:
-                stylizer.warm_up(h, w, faces=min(o.max_faces, 2))
                 if not o.quiet:
                     print(f"{o.device}: {w}x{h} at {source.fps:.1f} fps requested; Ctrl-C stops")
-                source.start()
-
-                stats = StreamRunner(stylizer, o.smoothing, o.head_interval, live=True).run(
+                stats = StreamRunner(stylizer, o.smoothing, o.head_interval, live=True).run_live(
                     source, sinks, should_stop=lambda: preview is not None and preview.closed, max_frames=o.max_frames
                 )
         finally:
             for s in sinks:
                 s.close()
             source.close()
-        stats.dropped += source.dropped  # at capture, plus those dropped between stages
         summary = stats.summary()
         delivered = source.captured / stats.seconds if stats.seconds else 0.0
         if o.stats_json:

@@ -87,7 +87,8 @@ class LiveSource:
 
     Cameras come through PyAV's device demuxers (v4l2, avfoundation, dshow) asking for MJPG
     (a USB 2 camera gives 1280x720 at 30-60 fps in MJPG, often 10 fps uncompressed). A video
-    file plays at its own rate, as a camera would (``loop`` repeats it).
+    file plays at its own rate, as a camera would (``loop`` repeats it). ``first`` is a frame
+    read when it opens: its size, and something to prime the engines with before the clock runs.
     """
 
     def __init__(
@@ -106,7 +107,6 @@ class LiveSource:
         self._latest: Frame | None = None
         self._taken_index = -1
         self.captured = 0
-        self.dropped = 0
         self.ended = False
         self.error: str | None = None
         self._stop = threading.Event()
@@ -115,11 +115,7 @@ class LiveSource:
     @property
     def frame_size(self) -> tuple[int, int]:
         """(width, height) of the frames it will deliver, known before ``start()``."""
-        if self._is_file:
-            first = next(iter(FileSource(self.device)))
-            return first.image.shape[1], first.image.shape[0]
-        cc = self._container.streams.video[0].codec_context
-        return cc.width, cc.height
+        return self.first.image.shape[1], self.first.image.shape[0]
 
     def start(self) -> LiveSource:
         """Begin capturing (a file starts playing now)."""
@@ -130,6 +126,11 @@ class LiveSource:
         if self._is_file:
             self._source = FileSource(self.device)
             self.time_base, self.fps = self._source.time_base, self._source.fps
+            peek = FileSource(self.device)
+            self.first = next(iter(peek), None)
+            peek.close()
+            if self.first is None:
+                raise InputError(f"{self.device} has no readable frame; give a playable video file")
             return
         fmt, name = camera_input(self.device)
         options = {}
@@ -151,11 +152,15 @@ class LiveSource:
         stream = self._container.streams.video[0]
         self.time_base = stream.time_base
         self.fps = float(stream.average_rate or fps or 30)
+        try:
+            frame = next(self._container.decode(video=0))
+        except (av.FFmpegError, StopIteration) as e:
+            self._container.close()
+            raise InputError(f"camera {self.device} opened but sent no frame ({e}); is it in use?") from None
+        self.first = Frame(_upright(frame), frame.pts, frame.time_base or self.time_base, -1, time.monotonic())
 
     def _publish(self, frame: Frame) -> None:
         with self._cond:
-            if self._latest is not None and self._latest.index != self._taken_index:
-                self.dropped += 1  # replaced before anyone took it
             self._latest = frame
             self.captured += 1
             self._cond.notify_all()

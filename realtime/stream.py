@@ -22,7 +22,7 @@ import numpy as np
 
 from .pipeline import Stylizer, Work
 from .smoothing import FaceTracks, Flow, FlowSmoother, small_gray
-from .sources import Frame
+from .sources import Frame, LiveSource
 
 _END = object()
 SCENE_CUT = 30.0  # mean grey-level change from the keyframe that forces a fresh background
@@ -34,6 +34,9 @@ CARRY_WIDTH = {"live": 320, "file": 640}
 
 @dataclass
 class StreamStats:
+    """What came out: ``dropped`` counts the frames between the first and the last one out
+    that never came out (live: stale frames skipped; a file: always 0)."""
+
     frames: int = 0
     dropped: int = 0
     seconds: float = 0.0
@@ -90,13 +93,11 @@ class LatestQueue(queue.Queue):
 
     def __init__(self):
         super().__init__(maxsize=1)
-        self.dropped = 0
 
     def put(self, item, block=True, timeout=None):
         with self.mutex:
             if self._qsize() and item is not _END:
                 self._get()
-                self.dropped += 1
             self._put(item)
             self.unfinished_tasks += 1
             self.not_empty.notify()
@@ -149,8 +150,20 @@ class AsyncEngines(threading.Thread):
         with self._cond:
             self._cond.wait_for(lambda: self.latest is not None or self._halted, timeout)
 
+    def step(self, work: Work) -> None:
+        """Run the engines on ``work`` and publish the results as the newest keyframe."""
+        fresh_bg = self.latest is None or self.keyframes % self.background_every == 0
+        self.stylizer.infer(work, background=fresh_bg)
+        if fresh_bg:
+            kf = Keyframe(small_gray(work.bgr, CARRY_WIDTH["live"]), work.stylized, work.faces, work.heads)
+        else:
+            kf = Keyframe(self.latest.gray, self.latest.stylized, work.faces, work.heads)
+        with self._cond:
+            self.latest = kf
+            self.keyframes += 1
+            self._cond.notify_all()
+
     def run(self) -> None:
-        stylized = None
         try:
             while True:
                 with self._cond:
@@ -158,15 +171,7 @@ class AsyncEngines(threading.Thread):
                     if self._halted:
                         return
                     work, self._pending = self._pending, None
-                fresh_bg = self.keyframes % self.background_every == 0 or stylized is None
-                self.stylizer.infer(work, background=fresh_bg)
-                if fresh_bg:
-                    stylized = (work.stylized, small_gray(work.bgr, CARRY_WIDTH["live"]))
-                kf = Keyframe(stylized[1], stylized[0], work.faces, work.heads)
-                with self._cond:
-                    self.latest = kf
-                    self.keyframes += 1
-                    self._cond.notify_all()
+                self.step(work)
         except BaseException as e:
             self.error = e
             with self._cond:
@@ -292,6 +297,7 @@ class StreamRunner:
         interrupted = threading.Event()
         restore = _stop_on_signals(interrupted, stop)
         start = time.monotonic()
+        first = None
         try:
             feeder.start()
             for s in stages:
@@ -301,6 +307,8 @@ class StreamRunner:
                 for sink in sinks:
                     sink.send(frame, image)
                 stats.frames += 1
+                first = frame.index if first is None else first
+                stats.dropped = frame.index - first + 1 - stats.frames  # skipped between the first and this
                 stats.latencies_ms.append(1000 * (time.monotonic() - frame.captured))
                 if on_frame:
                     on_frame(frame)
@@ -309,6 +317,7 @@ class StreamRunner:
         except KeyboardInterrupt:  # outside the main thread's handlers (an embedding app)
             interrupted.set()
         finally:
+            stats.seconds = time.monotonic() - start
             stop.set()
             restore()
             stats.interrupted = interrupted.is_set()
@@ -316,12 +325,20 @@ class StreamRunner:
                 self.engines.halt()
             for t in [feeder, *stages, *([self.engines] if self.engines else [])]:
                 t.join(timeout=5)
-            stats.seconds = time.monotonic() - start
-            stats.dropped = sum(getattr(q, "dropped", 0) for q in queues)
         for s in stages:
             if s.error is not None:
                 raise s.error
         return stats
+
+    def run_live(self, source: LiveSource, sinks: list, **kw) -> StreamStats:
+        """Run a live source (``live=True``): compile the engines for its size and stylize its
+        first frame before it starts, so the stream opens on a cartoon at once instead of
+        dropping the frames captured while the first keyframe is made."""
+        h, w = source.first.image.shape[:2]
+        self.stylizer.warm_up(h, w, faces=min(self.stylizer.options.max_faces, 2))
+        self.engines.step(self._analyze(source.first)[1])
+        source.start()
+        return self.run(source, sinks, **kw)
 
     @staticmethod
     def _feed(frames: Iterable[Frame], q: queue.Queue, stop: threading.Event) -> None:

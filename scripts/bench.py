@@ -204,20 +204,14 @@ def live_bench(model_dir: Path, face_model: Path, clip: Path, seconds: float, co
     o = Options(model_dir=model_dir, face_model=face_model, quiet=True, **LIVE_PRESET)
     with Stylizer(o, video=True) as stylizer:
         source = LiveSource(str(clip), loop=True)
-        w, h = source.frame_size
-        stylizer.warm_up(h, w)
-        source.start()
-
         runner = StreamRunner(stylizer, o.smoothing, live=True)
-        stylizer.timings.clear()
-        stats = runner.run(source, [MemorySink()], max_frames=int(seconds * source.fps))
+        stats = runner.run_live(source, [MemorySink()], max_frames=int(seconds * source.fps))
         source.close()
-    stats.dropped += source.dropped
     out = {
         **stats.summary(),
         "captured": source.captured,
         "keyframes": runner.engines.keyframes,
-        "dropped_pct": round(100 * stats.dropped / max(source.captured, 1), 2),
+        "dropped_pct": round(100 * stats.dropped / max(stats.frames + stats.dropped, 1), 2),
         "stage_ms_median": {k: round(1000 * float(np.median(v)), 1) for k, v in stylizer.timings.items()},
     }
     console.print(f"live: {out}")
