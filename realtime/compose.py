@@ -1,7 +1,8 @@
 """Composition: stylized heads back into the frame through a feathered mask.
 
 Each head is warped back only inside its own box (never a full-frame warp per face) and
-blended in float: ``out = m*head + (1-m)*under``. Faces are pasted smallest first, so a
+blended there in float: ``out = m*head + (1-m)*under``; the frame itself stays uint8 (a
+float copy of a 720p frame and the clip back cost more than all the blending). Faces are pasted smallest first, so a
 nearer (larger) face ends on top where two overlap.
 """
 
@@ -40,7 +41,7 @@ def oval_mask(oval_in_crop: np.ndarray, size: int = CROP, grow: float = 1.15, fe
 
 
 def paste(canvas: np.ndarray, head: np.ndarray, mask: np.ndarray, inverse: np.ndarray) -> None:
-    """Blend ``head`` (crop, uint8 or float) into float32 ``canvas`` in place through ``mask``,
+    """Blend ``head`` (crop, uint8 or float) into uint8 ``canvas`` in place through ``mask``,
     with ``inverse`` mapping crop to canvas coordinates. Work is limited to the mask's box."""
     ys, xs = np.nonzero(mask > 1e-3)
     if not len(xs):
@@ -60,21 +61,22 @@ def paste(canvas: np.ndarray, head: np.ndarray, mask: np.ndarray, inverse: np.nd
     size = (x1 - x0, y1 - y0)
     head_roi = cv2.warpAffine(head.astype(np.float32), m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(mask, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    roi = canvas[y0:y1, x0:x1]
+    roi = canvas[y0:y1, x0:x1].astype(np.float32)
     roi += alpha[..., None] * (head_roi - roi)
+    canvas[y0:y1, x0:x1] = np.clip(roi + 0.5, 0, 255)
 
 
 def background_under(
     original: np.ndarray, stylized: np.ndarray | None, mode: str, key_color: tuple[int, int, int]
 ) -> np.ndarray:
-    """The float32 frame the heads are pasted onto, for ``--background``."""
+    """The uint8 frame the heads are pasted onto (a new array), for ``--background``."""
     if mode == "cartoon":
-        return stylized.astype(np.float32)
+        return stylized.copy()
     if mode == "photo":
-        return original.astype(np.float32)
+        return original.copy()
     if mode == "blur":
         sigma = max(original.shape[:2]) / 60
-        return cv2.GaussianBlur(original, (0, 0), sigma).astype(np.float32)
+        return cv2.GaussianBlur(original, (0, 0), sigma)
     if mode == "key":
-        return np.broadcast_to(np.array(key_color[::-1], np.float32), original.shape).copy()  # RGB -> BGR
+        return np.full(original.shape, key_color[::-1], np.uint8)  # RGB -> BGR
     raise ValueError(f"unknown background mode {mode!r}; expected one of {BACKGROUNDS}")

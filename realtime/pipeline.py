@@ -150,8 +150,8 @@ class Stylizer:
             if work.heads is not None and work.faces:
                 self._paste(canvas, work.faces, work.matrices, work.crops, work.heads)
             if o.strength < 1 and o.background != "key":  # key: strength mixes the heads only
-                canvas = cv2.addWeighted(canvas, o.strength, work.bgr.astype(np.float32), 1 - o.strength, 0)
-            return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+                canvas = cv2.addWeighted(canvas, o.strength, work.bgr, 1 - o.strength, 0)
+            return canvas
 
     def run(self, bgr: np.ndarray, timestamp_ms: int | None = None) -> Result:
         work = self.infer(self.analyze(bgr, timestamp_ms))
