@@ -224,8 +224,7 @@ class StreamRunner:
             return frame, work
         if kf.stylized is not None:
             self._carry_background(work, (kf.stylized, kf.gray))
-        if kf.heads is not None and work.faces:
-            work.heads = _match_heads(work.faces, kf.faces, kf.heads, work.crops)
+        _carry_heads(work, kf)
         return frame, work
 
     def _analyze(self, frame: Frame) -> tuple[Frame, Work]:
@@ -351,18 +350,23 @@ class StreamRunner:
             _put(q, _END, stop)
 
 
-def _match_heads(faces, kf_faces, kf_heads, crops) -> np.ndarray:
-    """Stylized heads for this frame's faces, each the keyframe head of the nearest face
-    (a face new since the keyframe shows its own crop until the engines catch up)."""
-    out = crops.copy()
-    centres = [f.points.mean(axis=0) for f in kf_faces]
-    for i, f in enumerate(faces):
+def _carry_heads(work: Work, kf: Keyframe) -> None:
+    """Give each face in ``work`` the keyframe head of the nearest keyframe face. A face new
+    since the keyframe is left out until the engines catch up: the carried cartoon background
+    shows there, never the person's own face."""
+    centres = [f.points.mean(axis=0) for f in kf.faces] if kf.heads is not None else []
+    keep, heads = [], []
+    for i, f in enumerate(work.faces):
         if centres:
             d = [np.linalg.norm(c - f.points.mean(axis=0)) for c in centres]
             j = int(np.argmin(d))
-            if d[j] < (f.box()[2] - f.box()[0]):
-                out[i] = kf_heads[j]
-    return out
+            if d[j] < f.box()[2] - f.box()[0]:
+                keep.append(i)
+                heads.append(kf.heads[j])
+    work.faces = [work.faces[i] for i in keep]
+    work.matrices = [work.matrices[i] for i in keep]
+    work.crops = work.crops[keep] if keep else None
+    work.heads = np.stack(heads) if heads else None
 
 
 def _stop_on_signals(interrupted: threading.Event, stop: threading.Event) -> Callable[[], None]:

@@ -179,3 +179,24 @@ def test_no_virtual_camera_and_nothing_else(assets, tiny_models, clip):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "v4l2loopback" in proc.stderr or "OBS" in proc.stderr  # how to get one, for this OS
     assert "no output left" in lines[-1] and len(lines) == 2
+
+
+def test_a_face_new_since_the_keyframe_never_shows_through():
+    """Live heads ride on the newest keyframe; a face that keyframe lacks gets no head (the
+    cartoon background shows there) rather than its own photo crop."""
+    from realtime.faces import Face
+    from realtime.pipeline import Work
+    from realtime.stream import Keyframe, _carry_heads
+
+    def face(x: float) -> Face:
+        ring = np.array([[x + 40 * np.cos(a), 200 + 50 * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 36)])
+        return Face(np.array([[x - 15, 190], [x + 15, 190], [x, 205], [x - 12, 225], [x + 12, 225]]), ring, 0.9)
+
+    frame = np.zeros((360, 640, 3), np.uint8)
+    work = Work(frame, frame, [face(100), face(400)], [np.eye(2, 3)] * 2, np.full((2, 288, 288, 3), 7, np.uint8))
+    key_head = np.full((1, 288, 288, 3), 200, np.uint8)
+    _carry_heads(work, Keyframe(frame[..., 0], frame, [face(110)], key_head))  # moved 10 px since
+    assert len(work.faces) == len(work.matrices) == len(work.crops) == 1 and work.faces[0].points[0, 0] == 85
+    assert (work.heads == 200).all()
+    _carry_heads(work, Keyframe(frame[..., 0], frame, [], None))  # a keyframe without faces
+    assert work.faces == [] and work.heads is None and work.crops is None
