@@ -40,22 +40,30 @@ def oval_mask(oval_in_crop: np.ndarray, size: int = CROP, grow: float = 1.15, fe
     return cv2.GaussianBlur(m, (0, 0), sigma)
 
 
-def paste(canvas: np.ndarray, head: np.ndarray, mask: np.ndarray, inverse: np.ndarray) -> None:
-    """Blend ``head`` (crop, uint8 or float) into uint8 ``canvas`` in place through ``mask``,
-    with ``inverse`` mapping crop to canvas coordinates. Work is limited to the mask's box."""
+def mask_box(mask: np.ndarray, inverse: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1): the canvas box a crop ``mask`` covers once mapped by ``inverse``,
+    clipped to the canvas ``shape``; None if it covers nothing there."""
     ys, xs = np.nonzero(mask > 1e-3)
     if not len(xs):
-        return
+        return None
     corners = np.array(
         [[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.min(), ys.max() + 1], [xs.max() + 1, ys.max() + 1]],
         np.float64,
     )
     box = transform_points(inverse, corners)
-    h, w = canvas.shape[:2]
+    h, w = shape[:2]
     x0, y0 = max(int(np.floor(box[:, 0].min())) - 1, 0), max(int(np.floor(box[:, 1].min())) - 1, 0)
     x1, y1 = min(int(np.ceil(box[:, 0].max())) + 1, w), min(int(np.ceil(box[:, 1].max())) + 1, h)
-    if x1 <= x0 or y1 <= y0:
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def paste(canvas: np.ndarray, head: np.ndarray, mask: np.ndarray, inverse: np.ndarray) -> None:
+    """Blend ``head`` (crop, uint8 or float) into uint8 ``canvas`` in place through ``mask``,
+    with ``inverse`` mapping crop to canvas coordinates. Work is limited to the mask's box."""
+    box = mask_box(mask, inverse, canvas.shape)
+    if box is None:
         return
+    x0, y0, x1, y1 = box
     m = inverse.copy()
     m[:, 2] -= (x0, y0)
     size = (x1 - x0, y1 - y0)
@@ -66,17 +74,17 @@ def paste(canvas: np.ndarray, head: np.ndarray, mask: np.ndarray, inverse: np.nd
     canvas[y0:y1, x0:x1] = np.clip(roi + 0.5, 0, 255)
 
 
-def background_under(
-    original: np.ndarray, stylized: np.ndarray | None, mode: str, key_color: tuple[int, int, int]
-) -> np.ndarray:
-    """The uint8 frame the heads are pasted onto (a new array), for ``--background``."""
+def background_under(frames, original, stylized, mode: str, key_color: tuple[int, int, int]):
+    """The uint8 frame the heads are pasted onto (a new image), for ``--background``;
+    ``frames`` (``CpuFrames`` or ``DeviceFrames``) says where the images live."""
+    h, w = original.shape[:2]
     if mode == "cartoon":
-        return stylized.copy()
+        under = frames.resize(stylized, h, w)
+        return frames.clone(under) if under is stylized else under  # never paste into a keyframe
     if mode == "photo":
-        return original.copy()
+        return frames.clone(original)
     if mode == "blur":
-        sigma = max(original.shape[:2]) / 60
-        return cv2.GaussianBlur(original, (0, 0), sigma)
+        return frames.blur(original, max(h, w) / 60)
     if mode == "key":
-        return np.full(original.shape, key_color[::-1], np.uint8)  # RGB -> BGR
+        return frames.fill(original, key_color[::-1])  # RGB -> BGR
     raise ValueError(f"unknown background mode {mode!r}; expected one of {BACKGROUNDS}")

@@ -63,6 +63,13 @@ class Engine(ABC):
             raise InputError(f"engine input height and width must be multiples of 4, got {images.shape[1:3]}")
         return self.run(np.ascontiguousarray(images))
 
+    def run_tensor(self, images):
+        """uint8 NHWC torch tensor in and out, on the engine's device. Engines that run on
+        NumPy pass through the host; CUDA engines override this to stay on the GPU."""
+        import torch
+
+        return torch.from_numpy(self(images.cpu().numpy())).to(images.device)
+
     def close(self) -> None:  # noqa: B027 - most engines hold nothing to release
         """Release device memory; engines are also context managers."""
 

@@ -13,14 +13,16 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 
-from .align import CROP, align_matrix, scale_of, transform_points, warp_crops
-from .compose import background_under, load_alpha, oval_mask, paste
+from .align import CROP, align_matrix, scale_of, transform_points
+from .compose import background_under, load_alpha, oval_mask
 from .engine import MAX_HEAD_BATCH, load_engine, resolve_spec
 from .faces import Face, FaceFinder
+from .frames import CpuFrames, DeviceFrames
 from .models import resolve_face_model, resolve_style
 from .options import Options
 
@@ -36,26 +38,21 @@ def work_shape(h: int, w: int, short_side: int) -> tuple[int, int]:
     return short_side, int(short_side * w / h)
 
 
-def pad_to(image: np.ndarray, multiple: int = PAD_MULTIPLE, value: int = 255) -> np.ndarray:
-    """Pad bottom/right with white to a multiple of ``multiple`` (the official ``padTo16x``)."""
-    h, w = image.shape[:2]
-    ph, pw = -h % multiple, -w % multiple
-    if not ph and not pw:
-        return image
-    return cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(value,) * 3)
-
-
 @dataclass
 class Work:
-    """One frame on its way through the stages."""
+    """One frame on its way through the stages. ``bgr`` and ``small`` (the work-size copy)
+    are NumPy for the face finder and optical flow; ``frame``, ``frame_small``, ``crops``,
+    ``stylized`` and ``heads`` live where the engines do (``Stylizer.frames``)."""
 
     bgr: np.ndarray
     small: np.ndarray
+    frame: Any = None
+    frame_small: Any = None
     faces: list[Face] = field(default_factory=list)
     matrices: list[np.ndarray] = field(default_factory=list)
-    crops: np.ndarray | None = None
-    stylized: np.ndarray | None = None  # the background graph's output, at work size
-    heads: np.ndarray | None = None
+    crops: Any = None
+    stylized: Any = None  # the background graph's output, at work size
+    heads: Any = None
 
 
 @dataclass
@@ -67,9 +64,15 @@ class Result:
 
 
 class Stylizer:
-    """Loads the style's engines once; ``stylizer(bgr)`` returns the cartoon of a BGR frame."""
+    """Loads the style's engines once; ``stylizer(bgr)`` returns the cartoon of a BGR frame.
 
-    def __init__(self, options: Options | None = None, log=print, video: bool = False):
+    With the engines on a CUDA device, frames are uploaded once and stay there until the
+    composite is downloaded (``DeviceFrames``); ``device_frames`` forces that path on or off.
+    """
+
+    def __init__(
+        self, options: Options | None = None, log=print, video: bool = False, device_frames: bool | None = None
+    ):
         self.options = o = options or Options()
         log = None if o.quiet else log
         self.timings: dict[str, list[float]] = defaultdict(list)
@@ -85,16 +88,22 @@ class Stylizer:
             face_model = resolve_face_model(o.face_model, o.cache_dir, o.offline, o.quiet)
             self.finder = FaceFinder(face_model, o.max_faces, video=video)
             self.alpha = load_alpha(self.models.alpha) if self.models.alpha else None
+        engines = [e for e in (self.background_engine, self.head_engine) if e is not None]
+        device = engines[0].spec.device if engines else "cpu"
+        if device_frames is None:
+            device_frames = device.startswith("cuda")
+        self.frames = DeviceFrames(device) if device_frames else CpuFrames()
 
     def warm_up(self, height: int, width: int, faces: int = 1) -> None:
         """Compile the engines for this frame size (and 1..``faces`` heads) before a stream
         starts, so the first frames do not wait for it."""
         h, w = work_shape(height, width, self.options.work_size)
+        f = self.frames
         if self.background_engine is not None:
-            self.background(np.full((h, w, 3), 128, np.uint8))
+            self.background(f.upload(np.full((h, w, 3), 128, np.uint8)))
         if self.head_engine is not None:
             for n in range(1, faces + 1):
-                self.head_engine(np.full((n, CROP, CROP, 3), 128, np.uint8))
+                f.run(self.head_engine, f.upload(np.full((n, CROP, CROP, 3), 128, np.uint8)))
 
     @contextmanager
     def stage(self, name: str):
@@ -102,16 +111,17 @@ class Stylizer:
         yield
         self.timings[name].append(time.perf_counter() - t)
 
-    def background(self, small: np.ndarray) -> np.ndarray:
+    def background(self, small):
         """Run the background graph on a work-size frame: pad with white, run, crop."""
         h, w = small.shape[:2]
-        return self.background_engine(pad_to(small)[None])[0, :h, :w]
+        f = self.frames
+        return f.run(self.background_engine, f.pad(small, PAD_MULTIPLE)[None])[0, :h, :w]
 
-    def heads(self, crops: np.ndarray) -> np.ndarray:
+    def heads(self, crops):
         """Stylize aligned crops in batches the engines are built for."""
-        return np.concatenate(
-            [self.head_engine(crops[i : i + MAX_HEAD_BATCH]) for i in range(0, len(crops), MAX_HEAD_BATCH)]
-        )
+        f = self.frames
+        batches = range(0, len(crops), MAX_HEAD_BATCH)
+        return f.cat([f.run(self.head_engine, crops[i : i + MAX_HEAD_BATCH]) for i in batches])
 
     def analyze(self, bgr: np.ndarray, timestamp_ms: int | None = None, tracks=None) -> Work:
         """Shrink, find (and, with ``tracks``, smooth) faces, align and cut the head crops."""
@@ -119,13 +129,15 @@ class Stylizer:
         wh, ww = work_shape(h, w, self.options.work_size)
         small = bgr if (wh, ww) == (h, w) else cv2.resize(bgr, (ww, wh), interpolation=cv2.INTER_AREA)
         work = Work(bgr, small)
+        work.frame = self.frames.upload(bgr)
+        work.frame_small = work.frame if small is bgr else self.frames.resize(work.frame, wh, ww)
         if self.finder is not None:
             with self.stage("faces"):
                 faces = [f.scaled(w / ww) for f in self.finder.find(small, timestamp_ms)]
                 work.faces = tracks(faces, (timestamp_ms or 0) / 1000) if tracks is not None else faces
                 work.matrices = [align_matrix(f.points) for f in work.faces]
                 if work.faces:
-                    work.crops = self._crops(bgr, small, work.matrices, w / ww)
+                    work.crops = self._crops(work, w / ww)
         return work
 
     def infer(self, work: Work, heads: bool = True, background: bool = True) -> Work:
@@ -133,7 +145,7 @@ class Stylizer:
         (``heads``/``background`` False skip one, for a lower rate of it)."""
         if background and self.background_engine is not None:
             with self.stage("background"):
-                work.stylized = self.background(work.small)  # at work size; compose scales it
+                work.stylized = self.background(work.frame_small)  # at work size; compose scales it
         if heads and work.crops is not None:
             with self.stage("heads"):
                 work.heads = self.heads(work.crops)
@@ -141,17 +153,14 @@ class Stylizer:
 
     def compose(self, work: Work) -> np.ndarray:
         """Heads over the chosen background, then the strength mix."""
-        o = self.options
+        o, f = self.options, self.frames
         with self.stage("blend"):
-            stylized = work.stylized
-            if stylized is not None and stylized.shape[:2] != work.bgr.shape[:2]:
-                stylized = cv2.resize(stylized, work.bgr.shape[1::-1], interpolation=cv2.INTER_AREA)
-            canvas = background_under(work.bgr, stylized, o.background, o.key_color)
+            canvas = background_under(f, work.frame, work.stylized, o.background, o.key_color)
             if work.heads is not None and work.faces:
                 self._paste(canvas, work.faces, work.matrices, work.crops, work.heads)
             if o.strength < 1 and o.background != "key":  # key: strength mixes the heads only
-                canvas = cv2.addWeighted(canvas, o.strength, work.bgr, 1 - o.strength, 0)
-            return canvas
+                canvas = f.mix(canvas, work.frame, o.strength)
+            return f.download(canvas)
 
     def run(self, bgr: np.ndarray, timestamp_ms: int | None = None) -> Result:
         work = self.infer(self.analyze(bgr, timestamp_ms))
@@ -160,31 +169,29 @@ class Stylizer:
     def __call__(self, bgr: np.ndarray) -> np.ndarray:
         return self.run(bgr).image
 
-    @staticmethod
-    def _crops(bgr: np.ndarray, small: np.ndarray, matrices: list[np.ndarray], factor: float) -> np.ndarray:
+    def _crops(self, work: Work, factor: float):
         """Warp each face from the full-resolution frame, unless it would shrink by more than
         half there (linear warps alias): then from the work copy, as the official flow does."""
         crops = []
-        for m in matrices:
+        for m in work.matrices:
             if scale_of(m) < 0.5 and factor > 1:
                 ms = m.copy()
                 ms[:, :2] *= factor  # small-frame pixels -> full-frame pixels -> crop
-                crops.append(warp_crops(small, [ms])[0])
+                crops.append(self.frames.crops(work.frame_small, [ms]))
             else:
-                crops.append(warp_crops(bgr, [m])[0])
-        return np.stack(crops)
+                crops.append(self.frames.crops(work.frame, [m]))
+        return self.frames.cat(crops)
 
     def _paste(self, canvas, faces, matrices, crops, heads) -> None:
         """Paste each head; heads from an earlier frame (a lower head rate) ride on this
         frame's transforms, so they follow the face without ghosting."""
         s = self.options.strength if self.options.background == "key" else 1.0
         order = sorted(range(len(faces)), key=lambda i: scale_of(matrices[i]), reverse=True)  # small faces first
+        f = self.frames
         for i in order:
             mask = self.alpha if self.alpha is not None else oval_mask(transform_points(matrices[i], faces[i].oval))
-            head = heads[i].astype(np.float32)
-            if s < 1:
-                head = head * s + crops[i].astype(np.float32) * (1 - s)
-            paste(canvas, head, mask, cv2.invertAffineTransform(matrices[i]))
+            head = f.mix(heads[i], crops[i], s) if s < 1 else heads[i]
+            f.paste(canvas, head, mask, cv2.invertAffineTransform(matrices[i]))
 
     def close(self) -> None:
         for part in (self.background_engine, self.head_engine, self.finder):
@@ -198,4 +205,4 @@ class Stylizer:
         self.close()
 
 
-__all__ = ["CROP", "Result", "Stylizer", "Work", "pad_to", "work_shape"]
+__all__ = ["CROP", "Result", "Stylizer", "Work", "work_shape"]

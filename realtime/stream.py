@@ -235,7 +235,7 @@ class StreamRunner:
         stylized, gray = key
         with self.stylizer.stage("carry"):
             now = small_gray(work.bgr, gray.shape[1])
-            work.stylized = self._flow.warp(stylized, self._flow.backward(now, gray))
+            work.stylized = self.stylizer.frames.along_flow(stylized, self._flow.backward(now, gray))
 
     def _infer(self, item: tuple[Frame, Work]) -> tuple[Frame, Work]:
         frame, work = item
@@ -362,11 +362,11 @@ def _carry_heads(work: Work, kf: Keyframe) -> None:
             j = int(np.argmin(d))
             if d[j] < f.box()[2] - f.box()[0]:
                 keep.append(i)
-                heads.append(kf.heads[j])
+                heads.append(j)
     work.faces = [work.faces[i] for i in keep]
     work.matrices = [work.matrices[i] for i in keep]
     work.crops = work.crops[keep] if keep else None
-    work.heads = np.stack(heads) if heads else None
+    work.heads = kf.heads[heads] if heads else None
 
 
 def _stop_on_signals(interrupted: threading.Event, stop: threading.Event) -> Callable[[], None]:

@@ -193,7 +193,8 @@ def test_a_face_new_since_the_keyframe_never_shows_through():
         return Face(np.array([[x - 15, 190], [x + 15, 190], [x, 205], [x - 12, 225], [x + 12, 225]]), ring, 0.9)
 
     frame = np.zeros((360, 640, 3), np.uint8)
-    work = Work(frame, frame, [face(100), face(400)], [np.eye(2, 3)] * 2, np.full((2, 288, 288, 3), 7, np.uint8))
+    work = Work(frame, frame, faces=[face(100), face(400)], matrices=[np.eye(2, 3)] * 2)
+    work.crops = np.full((2, 288, 288, 3), 7, np.uint8)
     key_head = np.full((1, 288, 288, 3), 200, np.uint8)
     _carry_heads(work, Keyframe(frame[..., 0], frame, [face(110)], key_head))  # moved 10 px since
     assert len(work.faces) == len(work.matrices) == len(work.crops) == 1 and work.faces[0].points[0, 0] == 85

@@ -22,9 +22,11 @@ class TorchEngine(Engine):
         self.model.generator.to(dtype)
 
     def run(self, images: np.ndarray) -> np.ndarray:
+        return self.run_tensor(self._torch.from_numpy(images)).cpu().numpy()
+
+    def run_tensor(self, images):
         with self._torch.inference_mode():
-            out = self.model(self._torch.from_numpy(images).to(self.spec.device))
-        return out.cpu().numpy()
+            return self.model(images.to(self.spec.device))
 
 
 class TorchBackend(Backend):

@@ -1,0 +1,199 @@
+"""Where frames live between upload and download, behind one interface.
+
+``CpuFrames``: NumPy arrays through OpenCV (``align.warp_crops``, ``compose.paste``,
+``smoothing.Flow.warp``). ``DeviceFrames``: uint8 (H, W, 3) torch tensors on the engines'
+device: with the engines on CUDA (TensorRT, torch) a frame is uploaded once, shrunk, cut
+into head crops, stylized, composed and carried along flow there, and downloaded once. The
+same torch code runs on the CPU device, where the tests hold it to ``CpuFrames``. Warps
+follow OpenCV's conventions (pixel centres on integers, ``m`` maps source to destination).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .align import CROP, warp_crops
+from .compose import mask_box, paste
+from .smoothing import Flow
+
+
+class CpuFrames:
+    """Frames as NumPy arrays (the CPU engines take and give them)."""
+
+    @staticmethod
+    def upload(image: np.ndarray) -> np.ndarray:
+        return image
+
+    @staticmethod
+    def download(image: np.ndarray) -> np.ndarray:
+        return image
+
+    @staticmethod
+    def run(engine, images: np.ndarray) -> np.ndarray:
+        return engine(images)
+
+    @staticmethod
+    def cat(images: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(images)
+
+    @staticmethod
+    def resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
+        if image.shape[:2] == (h, w):
+            return image
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+    @staticmethod
+    def pad(image: np.ndarray, multiple: int, value: int = 255) -> np.ndarray:
+        """Pad bottom/right to a multiple (the official ``padTo16x``)."""
+        h, w = image.shape[:2]
+        ph, pw = -h % multiple, -w % multiple
+        if not ph and not pw:
+            return image
+        return cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(value,) * 3)
+
+    @staticmethod
+    def crops(image: np.ndarray, matrices: list[np.ndarray], size: int = CROP) -> np.ndarray:
+        return warp_crops(image, matrices, size)
+
+    along_flow = staticmethod(Flow.warp)
+    paste = staticmethod(paste)
+    clone = staticmethod(np.copy)
+
+    @staticmethod
+    def blur(image: np.ndarray, sigma: float) -> np.ndarray:
+        return cv2.GaussianBlur(image, (0, 0), sigma)
+
+    @staticmethod
+    def fill(like: np.ndarray, bgr: tuple[int, int, int]) -> np.ndarray:
+        return np.full(like.shape, bgr, np.uint8)
+
+    @staticmethod
+    def mix(a: np.ndarray, b: np.ndarray, s: float) -> np.ndarray:
+        """``a*s + b*(1-s)``, rounded to uint8."""
+        return cv2.addWeighted(a, s, b, 1 - s, 0)
+
+
+class DeviceFrames:
+    """Frames as torch tensors on ``device``; the same methods as ``CpuFrames``."""
+
+    def __init__(self, device: str | torch.device):
+        self.device = torch.device(device)
+
+    def upload(self, image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
+
+    @staticmethod
+    def download(image: torch.Tensor) -> np.ndarray:
+        return image.cpu().numpy()
+
+    @staticmethod
+    def run(engine, images: torch.Tensor) -> torch.Tensor:
+        return engine.run_tensor(images)
+
+    @staticmethod
+    def cat(images: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(images)
+
+    clone = staticmethod(torch.clone)
+
+    @staticmethod
+    def resize(image: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Area-like shrink (antialiased), bilinear growth; as ``cv2.INTER_AREA`` does."""
+        if tuple(image.shape[:2]) == (h, w):
+            return image
+        x = _nchw(image)
+        y = F.interpolate(x, size=(h, w), mode="bilinear", antialias=x.shape[-2] > h, align_corners=False)
+        return _uint8(y)[0]
+
+    @staticmethod
+    def pad(image: torch.Tensor, multiple: int, value: int = 255) -> torch.Tensor:
+        """Pad bottom/right to a multiple, as ``pipeline.pad_to``."""
+        h, w = image.shape[:2]
+        ph, pw = -h % multiple, -w % multiple
+        if not ph and not pw:
+            return image
+        return F.pad(image.permute(2, 0, 1), (0, pw, 0, ph), value=value).permute(1, 2, 0)
+
+    def warp(self, image: torch.Tensor, m: np.ndarray, size: tuple[int, int], border: str = "border") -> torch.Tensor:
+        """``cv2.warpAffine(image, m, size)`` (bilinear) as float NCHW; ``border``: "border"
+        replicates edges, "zeros" fills with 0."""
+        inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
+        return self._sample(image, _affine_grid(inv, size, image.shape[:2], self.device), border)
+
+    def crops(self, image: torch.Tensor, matrices: list[np.ndarray], size: int = CROP) -> torch.Tensor:
+        """(N, size, size, 3) uint8 aligned crops, edges replicated (``align.warp_crops``)."""
+        return torch.cat([_uint8(self.warp(image, m, (size, size))) for m in matrices])
+
+    def along_flow(self, image: torch.Tensor, flow: np.ndarray) -> torch.Tensor:
+        """``smoothing.Flow.warp`` on the device: the flow (small, from the CPU) is uploaded,
+        scaled to the image and sampled along."""
+        h, w = image.shape[:2]
+        f = torch.from_numpy(flow).to(self.device).permute(2, 0, 1)[None]
+        f = F.interpolate(f, size=(h, w), mode="bilinear", align_corners=False)[0]
+        f = f * torch.tensor([w / flow.shape[1], h / flow.shape[0]], device=self.device)[:, None, None]
+        ys, xs = torch.meshgrid(torch.arange(h, device=self.device), torch.arange(w, device=self.device), indexing="ij")
+        grid = torch.stack([(2 * (xs + f[0]) + 1) / w - 1, (2 * (ys + f[1]) + 1) / h - 1], dim=-1)
+        return _uint8(self._sample(image, grid[None], "border"))[0]
+
+    def paste(self, canvas: torch.Tensor, head: torch.Tensor, mask: np.ndarray, inverse: np.ndarray) -> None:
+        """``compose.paste``: blend into a uint8 canvas in place, only inside the mask's box."""
+        box = mask_box(mask, inverse, canvas.shape[:2])
+        if box is None:
+            return
+        x0, y0, x1, y1 = box
+        m = inverse.copy()
+        m[:, 2] -= (x0, y0)
+        size = (x1 - x0, y1 - y0)
+        head_roi = self.warp(head, m, size)[0].permute(1, 2, 0)
+        alpha = self.warp(self.upload(mask[..., None]), m, size, "zeros")[0].permute(1, 2, 0)
+        roi = canvas[y0:y1, x0:x1].float()
+        roi += alpha * (head_roi - roi)
+        canvas[y0:y1, x0:x1] = (roi + 0.5).clamp_(0, 255).to(torch.uint8)
+
+    @staticmethod
+    def blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+        """Separable Gaussian, edges reflected (``cv2.GaussianBlur``'s default border)."""
+        r = max(1, round(4 * sigma))
+        t = torch.arange(-r, r + 1, dtype=torch.float32, device=image.device)
+        k = torch.exp(-0.5 * (t / sigma) ** 2)
+        k = (k / k.sum()).repeat(3, 1, 1)
+        x = F.pad(_nchw(image), (r, r, r, r), mode="reflect")
+        x = F.conv2d(F.conv2d(x, k[:, :, None, :], groups=3), k[:, :, :, None], groups=3)
+        return _uint8(x)[0]
+
+    def fill(self, like: torch.Tensor, bgr: tuple[int, int, int]) -> torch.Tensor:
+        return torch.tensor(bgr, dtype=torch.uint8, device=self.device).expand(like.shape).clone()
+
+    @staticmethod
+    def mix(a: torch.Tensor, b: torch.Tensor, s: float) -> torch.Tensor:
+        return (a.float() * s + b.float() * (1 - s) + 0.5).clamp_(0, 255).to(torch.uint8)
+
+    def _sample(self, image: torch.Tensor, grid: torch.Tensor, border: str) -> torch.Tensor:
+        return F.grid_sample(_nchw(image), grid, mode="bilinear", padding_mode=border, align_corners=False)
+
+
+def _nchw(image: torch.Tensor) -> torch.Tensor:
+    return image.permute(2, 0, 1)[None].float()
+
+
+def _uint8(x: torch.Tensor) -> torch.Tensor:
+    """float NCHW -> uint8 NHWC, rounded."""
+    return (x + 0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def _affine_grid(inv: np.ndarray, size: tuple[int, int], src_hw: tuple[int, int], device) -> torch.Tensor:
+    """grid_sample's grid for destination pixels mapped by ``inv`` into the source."""
+    w, h = size
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32, device=device),
+        torch.arange(w, dtype=torch.float32, device=device),
+        indexing="ij",
+    )
+    t = torch.tensor(inv, dtype=torch.float32, device=device)
+    sx = t[0, 0] * xs + t[0, 1] * ys + t[0, 2]
+    sy = t[1, 0] * xs + t[1, 1] * ys + t[1, 2]
+    sh, sw = src_hw
+    return torch.stack([(2 * sx + 1) / sw - 1, (2 * sy + 1) / sh - 1], dim=-1)[None]
