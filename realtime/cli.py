@@ -248,8 +248,18 @@ def cam_main(argv: list[str] | None = None) -> int:
         "camera (Zoom, Discord, OBS), a preview window or a recording.",
     )
     add_arguments(parser, ("live", "models", "engine", "image", "video", "output"))
+    parser.add_argument("--list-devices", action="store_true", help="list the cameras found and exit")
     parser.set_defaults(**LIVE_PRESET)
     args = parser.parse_args(argv)
+    if args.list_devices:
+        from .sources import list_cameras
+
+        cameras = list_cameras()
+        for i, (name, description) in enumerate(cameras):
+            print(f"{i}: {name}" + (f" ({description})" if description and description != name else ""))
+        if not cameras:
+            print("no cameras found; check one is connected (on Linux: ls /dev/video*)")
+        return 0
 
     def body() -> int:
         import json

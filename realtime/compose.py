@@ -40,9 +40,9 @@ def oval_mask(oval_in_crop: np.ndarray, size: int = CROP, grow: float = 1.15, fe
     return cv2.GaussianBlur(m, (0, 0), sigma)
 
 
-def mask_box(mask: np.ndarray, inverse: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1): the canvas box a crop ``mask`` covers once mapped by ``inverse``,
-    clipped to the canvas ``shape``; None if it covers nothing there."""
+def paste_region(mask: np.ndarray, inverse: np.ndarray, shape: tuple[int, ...]) -> tuple[tuple, np.ndarray] | None:
+    """Where a crop ``mask`` lands once mapped by ``inverse``: the canvas box (x0, y0, x1, y1),
+    clipped to ``shape``, and the matrix from the crop into that box; None if it misses."""
     ys, xs = np.nonzero(mask > 1e-3)
     if not len(xs):
         return None
@@ -54,18 +54,20 @@ def mask_box(mask: np.ndarray, inverse: np.ndarray, shape: tuple[int, int]) -> t
     h, w = shape[:2]
     x0, y0 = max(int(np.floor(box[:, 0].min())) - 1, 0), max(int(np.floor(box[:, 1].min())) - 1, 0)
     x1, y1 = min(int(np.ceil(box[:, 0].max())) + 1, w), min(int(np.ceil(box[:, 1].max())) + 1, h)
-    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+    if x1 <= x0 or y1 <= y0:
+        return None
+    m = inverse.copy()
+    m[:, 2] -= (x0, y0)
+    return (x0, y0, x1, y1), m
 
 
 def paste(canvas: np.ndarray, head: np.ndarray, mask: np.ndarray, inverse: np.ndarray) -> None:
     """Blend ``head`` (crop, uint8 or float) into uint8 ``canvas`` in place through ``mask``,
     with ``inverse`` mapping crop to canvas coordinates. Work is limited to the mask's box."""
-    box = mask_box(mask, inverse, canvas.shape)
-    if box is None:
+    region = paste_region(mask, inverse, canvas.shape)
+    if region is None:
         return
-    x0, y0, x1, y1 = box
-    m = inverse.copy()
-    m[:, 2] -= (x0, y0)
+    (x0, y0, x1, y1), m = region
     size = (x1 - x0, y1 - y0)
     head_roi = cv2.warpAffine(head.astype(np.float32), m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(mask, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)

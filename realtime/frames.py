@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .align import CROP, warp_crops
-from .compose import mask_box, paste
+from .compose import paste, paste_region
 from .smoothing import Flow
 
 
@@ -48,8 +48,7 @@ class CpuFrames:
     @staticmethod
     def pad(image: np.ndarray, multiple: int, value: int = 255) -> np.ndarray:
         """Pad bottom/right to a multiple (the official ``padTo16x``)."""
-        h, w = image.shape[:2]
-        ph, pw = -h % multiple, -w % multiple
+        ph, pw = _padding(image, multiple)
         if not ph and not pw:
             return image
         return cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(value,) * 3)
@@ -74,6 +73,13 @@ class CpuFrames:
     def mix(a: np.ndarray, b: np.ndarray, s: float) -> np.ndarray:
         """``a*s + b*(1-s)``, rounded to uint8."""
         return cv2.addWeighted(a, s, b, 1 - s, 0)
+
+    @staticmethod
+    def blend(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """``a*w + b*(1-w)`` with ``w`` a uint8 (0..255) map of any size, stretched to the images."""
+        h, w = a.shape[:2]
+        wt = cv2.resize(weight, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32) * (1 / 255)
+        return cv2.blendLinear(a, b, wt, 1 - wt)
 
 
 class DeviceFrames:
@@ -110,9 +116,7 @@ class DeviceFrames:
 
     @staticmethod
     def pad(image: torch.Tensor, multiple: int, value: int = 255) -> torch.Tensor:
-        """Pad bottom/right to a multiple, as ``pipeline.pad_to``."""
-        h, w = image.shape[:2]
-        ph, pw = -h % multiple, -w % multiple
+        ph, pw = _padding(image, multiple)
         if not ph and not pw:
             return image
         return F.pad(image.permute(2, 0, 1), (0, pw, 0, ph), value=value).permute(1, 2, 0)
@@ -140,12 +144,10 @@ class DeviceFrames:
 
     def paste(self, canvas: torch.Tensor, head: torch.Tensor, mask: np.ndarray, inverse: np.ndarray) -> None:
         """``compose.paste``: blend into a uint8 canvas in place, only inside the mask's box."""
-        box = mask_box(mask, inverse, canvas.shape[:2])
-        if box is None:
+        region = paste_region(mask, inverse, canvas.shape)
+        if region is None:
             return
-        x0, y0, x1, y1 = box
-        m = inverse.copy()
-        m[:, 2] -= (x0, y0)
+        (x0, y0, x1, y1), m = region
         size = (x1 - x0, y1 - y0)
         head_roi = self.warp(head, m, size)[0].permute(1, 2, 0)
         alpha = self.warp(self.upload(mask[..., None]), m, size, "zeros")[0].permute(1, 2, 0)
@@ -171,8 +173,21 @@ class DeviceFrames:
     def mix(a: torch.Tensor, b: torch.Tensor, s: float) -> torch.Tensor:
         return (a.float() * s + b.float() * (1 - s) + 0.5).clamp_(0, 255).to(torch.uint8)
 
+    def blend(self, a: torch.Tensor, b: torch.Tensor, weight: np.ndarray) -> torch.Tensor:
+        h, w = a.shape[:2]
+        wt = self.upload(weight)[None, None].float() * (1 / 255)
+        wt = F.interpolate(wt, size=(h, w), mode="bilinear", align_corners=False)[0, 0, :, :, None]
+        fb = b.float()
+        return (fb + wt * (a.float() - fb) + 0.5).clamp_(0, 255).to(torch.uint8)
+
     def _sample(self, image: torch.Tensor, grid: torch.Tensor, border: str) -> torch.Tensor:
         return F.grid_sample(_nchw(image), grid, mode="bilinear", padding_mode=border, align_corners=False)
+
+
+def _padding(image, multiple: int) -> tuple[int, int]:
+    """Rows and columns to add at the bottom and right to reach a multiple of ``multiple``."""
+    h, w = image.shape[:2]
+    return -h % multiple, -w % multiple
 
 
 def _nchw(image: torch.Tensor) -> torch.Tensor:

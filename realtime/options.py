@@ -103,7 +103,11 @@ class Options:
     crf: int = opt(18, "H.264 quality (lower is better and bigger)", "file", type=int)
     codec: str = opt("libx264", "video encoder (any FFmpeg encoder PyAV has)", "file")
     device: str = opt(
-        "0", "camera index or path (/dev/video2), or a video file played as a live source", "live", metavar="DEV"
+        "0",
+        "camera index or path (/dev/video2), a video file played as a live source, or FORMAT:NAME for any "
+        "FFmpeg input device (x11grab::0.0 films the screen)",
+        "live",
+        metavar="DEV",
     )
     loop: bool = opt(False, "repeat a video file given to --device", "live")
     size: str | None = opt(None, "camera size to ask for, WxH (e.g. 1280x720)", "live", metavar="WxH")

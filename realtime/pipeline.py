@@ -152,7 +152,12 @@ class Stylizer:
         return work
 
     def compose(self, work: Work) -> np.ndarray:
-        """Heads over the chosen background, then the strength mix."""
+        """The finished frame, as a NumPy array."""
+        return self.frames.download(self.composite(work))
+
+    def composite(self, work: Work):
+        """Heads over the chosen background, then the strength mix; left where the frames
+        live (the GPU with CUDA engines) for output smoothing before the download."""
         o, f = self.options, self.frames
         with self.stage("blend"):
             canvas = background_under(f, work.frame, work.stylized, o.background, o.key_color)
@@ -160,7 +165,7 @@ class Stylizer:
                 self._paste(canvas, work.faces, work.matrices, work.crops, work.heads)
             if o.strength < 1 and o.background != "key":  # key: strength mixes the heads only
                 canvas = f.mix(canvas, work.frame, o.strength)
-            return f.download(canvas)
+            return canvas
 
     def run(self, bgr: np.ndarray, timestamp_ms: int | None = None) -> Result:
         work = self.infer(self.analyze(bgr, timestamp_ms))

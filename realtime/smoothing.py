@@ -121,18 +121,21 @@ class FlowSmoother:
     Where the source itself is well predicted by its warped previous frame, the output leans
     on its warped previous output (``weight``); where it is not (occlusion, new content, a
     cut) the weight falls to 0 within ``tolerance`` grey levels, so nothing ghosts. The
-    weights are computed on the flow's small grey frames and only the blend runs at full
-    size, all in OpenCV (which releases the GIL for the other stages).
+    weights are computed on the flow's small grey frames; only the blend runs at full size,
+    where the frames live (``frames``: ``CpuFrames`` in OpenCV, which releases the GIL for
+    the other stages, or ``DeviceFrames`` on the GPU).
     """
 
-    def __init__(self, weight: float = 0.8, tolerance: float = 10.0):
+    def __init__(self, frames, weight: float = 0.8, tolerance: float = 10.0):
+        self.frames = frames
         self.flow = Flow()
         err = np.arange(256, dtype=np.float32)
         self.lut = (255 * weight * np.exp(-((err / tolerance) ** 2))).astype(np.uint8)
         self.prev_gray: np.ndarray | None = None
-        self.prev_out: np.ndarray | None = None
+        self.prev_out = None
 
-    def __call__(self, src: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def __call__(self, src: np.ndarray, out):
+        """The smoothed ``out`` (an image where ``frames`` keeps them) for source frame ``src``."""
         gray = small_gray(src)
         if self.prev_out is None or self.prev_out.shape != out.shape:
             self.prev_gray, self.prev_out = gray, out
@@ -140,9 +143,6 @@ class FlowSmoother:
         flow = self.flow.backward(gray, self.prev_gray)
         err = cv2.absdiff(gray, self.flow.warp(self.prev_gray, flow))
         trust = cv2.GaussianBlur(cv2.LUT(err, self.lut), (5, 5), 1.5)
-        h, w = out.shape[:2]
-        trust = cv2.resize(trust, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32) * (1 / 255)
-        warped_out = self.flow.warp(self.prev_out, flow)
-        result = cv2.blendLinear(warped_out, out, trust, 1 - trust)
+        result = self.frames.blend(self.frames.along_flow(self.prev_out, flow), out, trust)
         self.prev_gray, self.prev_out = gray, result
         return result

@@ -81,6 +81,9 @@ class FileSource:
         self.container.close()
 
 
+MJPEG_OPTION = {"v4l2": "input_format", "dshow": "vcodec"}  # how each device demuxer is asked for MJPG
+
+
 class LiveSource:
     """A live feed read on its own thread; ``latest()`` returns the newest frame and drops
     the rest, so a slow consumer never makes the camera wait or the latency grow.
@@ -138,17 +141,19 @@ class LiveSource:
             options["video_size"] = f"{size[0]}x{size[1]}"
         if fps:
             options["framerate"] = str(fps)
-        if mjpeg and fmt == "v4l2":
-            options["input_format"] = "mjpeg"
-        elif mjpeg and fmt == "dshow":
-            options["vcodec"] = "mjpeg"
-        try:
-            self._container = av.open(name, format=fmt, options=options)
-        except (av.FFmpegError, OSError) as e:
-            raise InputError(
-                f"camera {self.device} cannot be opened ({e}); check it is connected and not in use, "
-                "and try another --device index or --size/--fps"
-            ) from None
+        attempts = [options]
+        if mjpeg and fmt in MJPEG_OPTION:  # MJPG first; a camera without it opens as it is
+            attempts.insert(0, {**options, MJPEG_OPTION[fmt]: "mjpeg"})
+        for i, attempt in enumerate(attempts):
+            try:
+                self._container = av.open(name, format=fmt, options=attempt)
+                break
+            except (av.FFmpegError, OSError) as e:
+                if i == len(attempts) - 1 or isinstance(e, FileNotFoundError):
+                    raise InputError(
+                        f"camera {self.device} cannot be opened ({e}); check it is connected and not in use, "
+                        "and try another --device (cartoon-cam --list-devices) or --size/--fps"
+                    ) from None
         stream = self._container.streams.video[0]
         self.time_base = stream.time_base
         self.fps = float(stream.average_rate or fps or 30)
@@ -232,13 +237,46 @@ class LiveSource:
         (self._source if self._is_file else self._container).close()
 
 
+CAMERA_FORMAT = {"Linux": "v4l2", "Darwin": "avfoundation", "Windows": "dshow"}
+
+
 def camera_input(device: str) -> tuple[str, str]:
-    """PyAV/FFmpeg input format and name for a camera index or path on this OS."""
+    """PyAV/FFmpeg input format and name for ``--device``: a camera index or path on this
+    OS, or ``FORMAT:NAME`` for any FFmpeg input device (``x11grab::0.0``, ``lavfi:testsrc2``)."""
+    fmt, sep, name = device.partition(":")
+    if sep and fmt in _input_formats():
+        return fmt, name
     system = platform.system()
-    if system == "Linux":
-        return "v4l2", device if device.startswith("/dev/") else f"/dev/video{int(device)}"
+    if system == "Linux" and (device.isdigit() or device.startswith("/dev/")):
+        return "v4l2", f"/dev/video{device}" if device.isdigit() else device
     if system == "Darwin":
         return "avfoundation", f"{device}:none" if device.isdigit() else device
     if system == "Windows":
-        return "dshow", device if device.startswith("video=") else f"video={device}"
-    raise InputError(f"no camera support on {system}; pass a video file to --device instead")
+        if device.startswith("video="):
+            return "dshow", device
+        if device.isdigit():  # DirectShow opens cameras by name only
+            cameras = list_cameras()
+            if int(device) >= len(cameras):
+                raise InputError(f"no camera {device}: {len(cameras)} found; cartoon-cam --list-devices names them")
+            return "dshow", f"video={cameras[int(device)][0]}"
+        return "dshow", f"video={device}"
+    raise InputError(
+        f"--device {device} is not a video file, a camera index or a /dev path here; "
+        "cartoon-cam --list-devices names the cameras, FORMAT:NAME opens any FFmpeg input device"
+    )
+
+
+def list_cameras() -> list[tuple[str, str]]:
+    """(name for --device, description) of this OS's cameras, as FFmpeg enumerates them."""
+    fmt = CAMERA_FORMAT.get(platform.system())
+    if fmt is None or not hasattr(av, "enumerate_input_devices"):  # older PyAV cannot list devices
+        return []
+    try:
+        found = av.enumerate_input_devices(fmt)
+    except (av.FFmpegError, ValueError):
+        return []
+    return [(d.name, d.description) for d in found if "video" in (d.media_types or ["video"])]
+
+
+def _input_formats() -> set[str]:
+    return {name for names in av.formats_available for name in names.split(",")}

@@ -204,7 +204,9 @@ class StreamRunner:
         self.tracks = FaceTracks() if smoothing > 0 else None
         # Live frames are composed from results carried along flow, already coherent in time;
         # the output blend (25 ms a 720p frame here) is for files, where time is not short.
-        self.smoother = FlowSmoother(weight=0.8 * min(smoothing, 1.0)) if smoothing > 0 and not live else None
+        self.smoother = None
+        if smoothing > 0 and not live:
+            self.smoother = FlowSmoother(stylizer.frames, weight=0.8 * min(smoothing, 1.0))
         self.head_interval = max(1, head_interval)
         self._last_heads: np.ndarray | None = None
         self._count = 0
@@ -263,11 +265,11 @@ class StreamRunner:
 
     def _compose(self, item: tuple[Frame, Work]) -> tuple[Frame, np.ndarray]:
         frame, work = item
-        out = self.stylizer.compose(work)
+        out = self.stylizer.composite(work)
         if self.smoother is not None:
             with self.stylizer.stage("smooth"):
                 out = self.smoother(frame.image, out)
-        return frame, out
+        return frame, self.stylizer.frames.download(out)
 
     def run(
         self,

@@ -36,6 +36,9 @@ def test_warps_match_opencv():
         got = DEV.download(DEV.resize(DEV.upload(image), h, w))
         assert psnr(got, CpuFrames.resize(image, h, w)) > 42, (h, w)
     assert psnr(DEV.download(DEV.blur(DEV.upload(image), 4.0)), CpuFrames.blur(image, 4.0)) > 55
+    other, weight = image[::-1].copy(), rng.integers(0, 256, (60, 80), dtype=np.uint8)
+    got = DEV.download(DEV.blend(DEV.upload(image), DEV.upload(other), weight))
+    assert psnr(got, CpuFrames.blend(image, other, weight)) > 60
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +63,8 @@ def test_image_through_the_device_path(assets, tiny_models, portrait, extra):
 
 
 def test_video_through_the_device_path(assets, tiny_models):
-    """Files: the background carried along flow between keyframes, on the device."""
+    """Files: the background carried along flow between keyframes and the output blended
+    along flow with the previous one, on the device."""
     source = FileSource(asset(assets, "media/classroom_720p25.mp4"))
     frames = [f for _, f in zip(range(6), source, strict=False)]
     source.close()

@@ -128,13 +128,13 @@ def _run_live(assets, tiny_models, clip) -> tuple:
 
 def test_slow_frame_path_drops_frames_live(assets, tiny_models, clip, monkeypatch):
     """A frame path slower than the camera drops stale frames; latency stays bounded."""
-    original = Stylizer.compose
+    original = Stylizer.composite
 
     def slow(self, work):
         time.sleep(0.15)
         return original(self, work)
 
-    monkeypatch.setattr(Stylizer, "compose", slow)
+    monkeypatch.setattr(Stylizer, "composite", slow)
     source, sink, stats, _ = _run_live(assets, tiny_models, clip)
     assert source.captured == 50 and stats.dropped > 20  # 25 fps in, ~6 fps out: most are dropped
     assert stats.frames + stats.dropped == 50
@@ -201,3 +201,48 @@ def test_a_face_new_since_the_keyframe_never_shows_through():
     assert (work.heads == 200).all()
     _carry_heads(work, Keyframe(frame[..., 0], frame, [], None))  # a keyframe without faces
     assert work.faces == [] and work.heads is None and work.crops is None
+
+
+def test_an_ffmpeg_device_runs_the_camera_path(assets, tiny_models, memory_camera, tmp_path):
+    """The camera code path (a device demuxer, the first frame read when it opens, the
+    capture thread) driven by FFmpeg's own test source, paced in real time like a camera."""
+    stats = tmp_path / "stats.json"
+    device = "lavfi:testsrc2=size=640x360:rate=25,realtime"
+    rc = cam_main(["--device", device, "--max-frames", "40", "--stats-json", str(stats), *_args(assets, tiny_models)])
+    assert rc == 0
+    (cam,) = memory_camera.instances
+    assert (cam.width, cam.height, round(cam.fps)) == (640, 360, 25)
+    assert len(cam.frames) == 40 and cam.frames[10].std() > 10
+    report = json.loads(stats.read_text())
+    assert report["frames"] == 40 and 15 < report["camera_fps"] < 80
+
+
+def test_camera_names_per_os(monkeypatch):
+    from realtime import sources
+    from realtime.errors import InputError
+
+    for system, device, want in [
+        ("Linux", "0", ("v4l2", "/dev/video0")),
+        ("Linux", "/dev/video2", ("v4l2", "/dev/video2")),
+        ("Linux", "x11grab::0.0", ("x11grab", ":0.0")),
+        ("Darwin", "1", ("avfoundation", "1:none")),
+        ("Darwin", "FaceTime HD Camera", ("avfoundation", "FaceTime HD Camera")),
+        ("Windows", "video=Integrated Camera", ("dshow", "video=Integrated Camera")),
+        ("Windows", "Integrated Camera", ("dshow", "video=Integrated Camera")),
+    ]:
+        monkeypatch.setattr(sources.platform, "system", lambda s=system: s)
+        assert sources.camera_input(device) == want, (system, device)
+    # DirectShow opens cameras by name: an index is looked up among those FFmpeg lists.
+    monkeypatch.setattr(sources, "list_cameras", lambda: [("Integrated Camera", "USB"), ("OBS Virtual Camera", "")])
+    assert sources.camera_input("1") == ("dshow", "video=OBS Virtual Camera")
+    with pytest.raises(InputError, match="list-devices"):
+        sources.camera_input("2")
+    monkeypatch.setattr(sources.platform, "system", lambda: "Linux")
+    with pytest.raises(InputError, match="list-devices"):
+        sources.camera_input("FaceTime HD Camera")
+
+
+def test_list_devices(capsys):
+    assert cam_main(["--list-devices"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out and (out[0].startswith("0: ") or out[0].startswith("no cameras found"))
