@@ -174,8 +174,7 @@ def video_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("input", type=Path, help="video to stylize (anything FFmpeg reads)")
     parser.add_argument("output", type=Path, help="where to write it (.mp4, .mov, .mkv, .webm)")
-    add_arguments(parser, ("models", "engine", "image", "video", "file", "output"))
-    parser.set_defaults(**VIDEO_PRESET)
+    add_arguments(parser, ("models", "engine", "image", "video", "encoder", "output"), VIDEO_PRESET)
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -198,7 +197,7 @@ def video_main(argv: list[str] | None = None) -> int:
                 raise InputError(f"{args.input} has no decodable video frame")
             h, w = first.image.shape[:2]
             with Stylizer(o, video=True) as stylizer:
-                sink = VideoFileSink(args.output, w, h, source.fps, source.time_base, args.input, o.codec, o.crf)
+                sink = VideoFileSink(args.output, w, h, source.fps, source.time_base, args.input, **o.encoder())
                 columns = [
                     TextColumn("{task.description}"),
                     BarColumn(),
@@ -247,9 +246,8 @@ def cam_main(argv: list[str] | None = None) -> int:
         description="Cartoonify a camera live, into a virtual "
         "camera (Zoom, Discord, OBS), a preview window or a recording.",
     )
-    add_arguments(parser, ("live", "models", "engine", "image", "video", "output"))
+    add_arguments(parser, ("live", "models", "engine", "image", "video", "encoder", "output"), LIVE_PRESET)
     parser.add_argument("--list-devices", action="store_true", help="list the cameras found and exit")
-    parser.set_defaults(**LIVE_PRESET)
     args = parser.parse_args(argv)
     if args.list_devices:
         from .sources import list_cameras
@@ -288,7 +286,7 @@ def cam_main(argv: list[str] | None = None) -> int:
             if o.preview:
                 sinks.append(PreviewSink())
             if o.record:
-                sinks.append(VideoFileSink(o.record, w, h, source.fps, source.time_base, None, o.codec, o.crf))
+                sinks.append(VideoFileSink(o.record, w, h, source.fps, source.time_base, None, **o.encoder()))
             if not sinks:
                 raise InputError("no output left: use --preview or --record PATH, or set up a virtual camera")
             preview = next((s for s in sinks if isinstance(s, PreviewSink)), None)

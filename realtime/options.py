@@ -100,8 +100,14 @@ class Options:
         type=int,
         metavar="N",
     )
-    crf: int = opt(18, "H.264 quality (lower is better and bigger)", "file", type=int)
-    codec: str = opt("libx264", "video encoder (any FFmpeg encoder PyAV has)", "file")
+    crf: int = opt(18, "H.264 quality (lower is better and bigger)", "encoder", type=int)
+    codec: str = opt("libx264", "video encoder (any FFmpeg encoder PyAV has)", "encoder")
+    preset: str = opt(
+        "medium",
+        "x264/x265 speed preset",
+        "encoder",
+        choices=["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"],
+    )
     device: str = opt(
         "0",
         "camera index or path (/dev/video2), a video file played as a live source, or FORMAT:NAME for any "
@@ -139,6 +145,10 @@ class Options:
         if self.work_size < 64:
             raise InputError(f"--work-size must be at least 64, got {self.work_size}")
 
+    def encoder(self) -> dict:
+        """The video encoder's settings, as ``VideoFileSink`` takes them."""
+        return {"codec": self.codec, "crf": self.crf, "preset": self.preset}
+
     def camera_size(self) -> tuple[int, int] | None:
         if not self.size:
             return None
@@ -170,9 +180,10 @@ def parse_color(text: str) -> tuple[int, int, int]:
     return rgb
 
 
-def add_arguments(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> None:
-    """Add the flags of the named option groups to ``parser``."""
-    defaults = Options()
+def add_arguments(parser: argparse.ArgumentParser, groups: tuple[str, ...], preset: dict | None = None) -> None:
+    """Add the flags of the named option groups to ``parser``; a command's ``preset``
+    replaces some defaults (and the help says so)."""
+    preset = preset or {}
     for g in groups:
         arg_group = parser.add_argument_group(g)
         for f in fields(Options):
@@ -180,7 +191,7 @@ def add_arguments(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> N
             if meta.pop("group") != g:
                 continue
             flag = "--" + f.name.replace("_", "-")
-            default = getattr(defaults, f.name)
+            default = preset.get(f.name, f.default)
             if isinstance(default, bool):
                 action = argparse.BooleanOptionalAction if default else "store_true"
                 arg_group.add_argument(flag, dest=f.name, action=action, default=default, help=meta["help"])
@@ -201,7 +212,7 @@ def from_args(ns: argparse.Namespace) -> Options:
 # but the identity model's PSNR falls below 35 dB); live runs the engines beside the frame
 # path on one core with the background at 288 px. Every flag still overrides them.
 VIDEO_PRESET = {"precision": "int8", "background_interval": 2}
-LIVE_PRESET = {"precision": "int8", "work_size": 288, "engine_threads": 1}
+LIVE_PRESET = {"precision": "int8", "work_size": 288, "engine_threads": 1, "preset": "veryfast"}
 
 
 def stream_precision(options: Options) -> Options:

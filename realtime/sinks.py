@@ -43,6 +43,7 @@ class VideoFileSink:
         audio_from: str | Path | None,
         codec: str = "libx264",
         crf: int = 18,
+        preset: str = "medium",
     ):
         self.path = Path(path)
         ext = self.path.suffix.lower()
@@ -56,7 +57,7 @@ class VideoFileSink:
         self.video.time_base = time_base
         self.video.codec_context.time_base = time_base
         if codec in ("libx264", "libx265"):
-            self.video.options = {"crf": str(crf), "preset": "medium"}
+            self.video.options = {"crf": str(crf), "preset": preset}
         self.frames = 0
         self._last_seconds = 0.0
         self._audio_in = None
