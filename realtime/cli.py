@@ -265,7 +265,7 @@ def cam_main(argv: list[str] | None = None) -> int:
         from .errors import InputError
         from .options import stream_precision
         from .pipeline import Stylizer
-        from .sinks import PreviewSink, VideoFileSink, VirtualCameraSink
+        from .sinks import BackgroundSink, PreviewSink, VideoFileSink, VirtualCameraSink
         from .sources import LiveSource
         from .stream import StreamRunner
 
@@ -286,7 +286,8 @@ def cam_main(argv: list[str] | None = None) -> int:
             if o.preview:
                 sinks.append(PreviewSink())
             if o.record:
-                sinks.append(VideoFileSink(o.record, w, h, source.fps, source.time_base, None, **o.encoder()))
+                recorder = VideoFileSink(o.record, w, h, source.fps, source.time_base, None, **o.encoder())
+                sinks.append(BackgroundSink(recorder))  # encoding never delays the camera
             if not sinks:
                 raise InputError("no output left: use --preview or --record PATH, or set up a virtual camera")
             preview = next((s for s in sinks if isinstance(s, PreviewSink)), None)

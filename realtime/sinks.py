@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import platform
+import queue
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -131,6 +133,40 @@ class VideoFileSink:
     def abort(self) -> None:
         self.out.close()
         self.tmp.unlink(missing_ok=True)
+
+
+class BackgroundSink:
+    """Runs another sink on its own thread, so a slow one (a live recording's encoder) does
+    not hold up the others; its bounded queue pushes back rather than drop a frame."""
+
+    def __init__(self, sink, maxsize: int = 8):
+        self.sink = sink
+        self.error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize)
+        self._thread = threading.Thread(target=self._run, name=f"sink-{type(sink).__name__}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.sink.send(*item)
+                except BaseException as e:  # raised in the caller's thread at the next call
+                    self.error = e
+
+    def send(self, frame: Frame, image: np.ndarray) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put((frame, image))
+
+    def close(self, *args, **kwargs):
+        """Send what is queued, then close the sink (its own arguments pass through)."""
+        self._queue.put(None)
+        self._thread.join()
+        result = self.sink.close(*args, **kwargs)
+        if self.error is not None:
+            raise self.error
+        return result
 
 
 def _rate(fps: float) -> Fraction:

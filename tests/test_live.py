@@ -246,3 +246,25 @@ def test_list_devices(capsys):
     assert cam_main(["--list-devices"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out and (out[0].startswith("0: ") or out[0].startswith("no cameras found"))
+
+
+def test_background_sink_keeps_every_frame_in_order_and_reports_errors():
+    from realtime.sinks import BackgroundSink
+    from realtime.sources import Frame
+
+    frames = [Frame(np.full((4, 4, 3), i, np.uint8), i, 1, i, 0.0) for i in range(50)]
+    kept = MemorySink()
+    sink = BackgroundSink(kept, maxsize=2)
+    for f in frames:
+        sink.send(f, f.image)
+    sink.close()
+    assert [f.index for f in kept.frames] == list(range(50))
+
+    class Broken(MemorySink):
+        def send(self, frame, image):
+            raise OSError("disk full")
+
+    sink = BackgroundSink(Broken())
+    sink.send(frames[0], frames[0].image)
+    with pytest.raises(OSError, match="disk full"):
+        sink.close()
