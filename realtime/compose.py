@@ -37,7 +37,10 @@ def oval_mask(oval_in_crop: np.ndarray, size: int = CROP, grow: float = 1.15, fe
     m = np.zeros((size, size), np.float32)
     cv2.fillPoly(m, [np.round(poly).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
     sigma = feather * size
-    return cv2.GaussianBlur(m, (0, 0), sigma)
+    # The grown oval can pass the crop's edge (below the chin, mostly): fade to 0 there too,
+    # or the paste ends in a straight cut.
+    ramp = np.clip((np.minimum(np.arange(size), np.arange(size)[::-1]) + 0.5) / (2 * sigma), 0, 1).astype(np.float32)
+    return cv2.GaussianBlur(m, (0, 0), sigma) * np.minimum.outer(ramp, ramp)
 
 
 def paste_region(mask: np.ndarray, inverse: np.ndarray, shape: tuple[int, ...]) -> tuple[tuple, np.ndarray] | None:

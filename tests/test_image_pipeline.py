@@ -192,3 +192,15 @@ def test_folders_skip_existing_and_broken_files(assets, tmp_path, portrait, caps
     assert image_main([str(src / "a.png"), str(out / "x.png"), "--stats", *map(str, models)]) == 0
     table = capsys.readouterr().out
     assert all(stage in table for stage in ("decode", "faces", "background", "heads", "blend", "encode"))
+
+
+def test_head_mask_fades_out_at_the_crop_edge():
+    """A grown oval that passes the crop's edge (below the chin) fades out there instead of
+    ending in a straight cut across the neck."""
+    from realtime.compose import oval_mask
+
+    t = np.linspace(0, 2 * np.pi, 36, endpoint=False)
+    m = oval_mask(np.c_[144 + 90 * np.cos(t), 170 + 120 * np.sin(t)])
+    assert m[[0, -1]].max() < 0.05 and m[:, [0, -1]].max() < 0.05
+    assert np.abs(np.diff(m, axis=0)).max() < 0.1  # no step anywhere
+    assert m[150, 144] > 0.99
