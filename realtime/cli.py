@@ -214,9 +214,7 @@ def video_main(argv: list[str] | None = None) -> int:
                         bar.update(task, completed=done, fps=done / max(time.monotonic() - t0, 1e-6))
 
                     try:
-                        stats = StreamRunner(
-                            stylizer, o.smoothing, o.head_interval, background_interval=o.background_interval
-                        ).run(source, [sink], tick)
+                        stats = StreamRunner(stylizer).run(source, [sink], tick)
                     except BaseException:
                         sink.abort()
                         raise
@@ -294,7 +292,7 @@ def cam_main(argv: list[str] | None = None) -> int:
             with Stylizer(o, video=True) as stylizer:
                 if not o.quiet:
                     print(f"{o.device}: {w}x{h} at {source.fps:.1f} fps requested; Ctrl-C stops")
-                stats = StreamRunner(stylizer, o.smoothing, o.head_interval, live=True).run_live(
+                stats = StreamRunner(stylizer, live=True).run_live(
                     source, sinks, should_stop=lambda: preview is not None and preview.closed, max_frames=o.max_frames
                 )
         finally:

@@ -87,15 +87,15 @@ class Options:
     )
     head_interval: int = opt(
         1,
-        "stylize heads every N-th frame and carry them on the tracked face in between",
+        "files: stylize heads every N-th frame and carry them on the tracked face in between",
         "video",
         type=int,
         metavar="N",
     )
     background_interval: int = opt(
         1,
-        "files: stylize the background every N-th frame and carry it along optical "
-        "flow in between (a scene cut forces a fresh one)",
+        "stylize the background every N-th frame (live: every N-th engine run) and carry it along "
+        "optical flow in between (a scene cut forces a fresh one)",
         "video",
         type=int,
         metavar="N",
@@ -210,9 +210,16 @@ def from_args(ns: argparse.Namespace) -> Options:
 # (scripts/bench.py, 2 cores): INT8 engines (42 dB from FP32, 1.8x faster); files stylize the
 # background every 2nd frame and carry it along optical flow in between (every 3rd is faster
 # but the identity model's PSNR falls below 35 dB); live runs the engines beside the frame
-# path on one core with the background at 288 px. Every flag still overrides them.
+# path on one core with the background at 288 px, fresh every 2nd engine run, and records
+# with x264's veryfast preset. Every flag still overrides them.
 VIDEO_PRESET = {"precision": "int8", "background_interval": 2}
-LIVE_PRESET = {"precision": "int8", "work_size": 288, "engine_threads": 1, "preset": "veryfast"}
+LIVE_PRESET = {
+    "precision": "int8",
+    "work_size": 288,
+    "engine_threads": 1,
+    "background_interval": 2,
+    "preset": "veryfast",
+}
 
 
 def stream_precision(options: Options) -> Options:

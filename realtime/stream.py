@@ -131,7 +131,7 @@ class AsyncEngines(threading.Thread):
     face transforms. The frame rate is then that of the light stages (capture, faces,
     compose), and the engines' speed sets only how fresh the stylization is."""
 
-    def __init__(self, stylizer: Stylizer, background_every: int = 2):
+    def __init__(self, stylizer: Stylizer, background_every: int):
         super().__init__(name="engines", daemon=True)
         self.stylizer, self.background_every = stylizer, background_every
         self._cond = threading.Condition()
@@ -187,19 +187,23 @@ class AsyncEngines(threading.Thread):
 class StreamRunner:
     """Runs a Stylizer over frames into sinks. Files: every frame through the engines
     (``head_interval`` > 1 stylizes heads every n-th frame and carries them on the tracked
-    transforms in between). ``live``: the engines run beside the frames (``AsyncEngines``) and
-    queues hold one frame, so a slow engine lowers freshness, not the frame rate."""
+    transforms in between; ``background_interval`` likewise the background, along optical
+    flow). ``live``: the engines run beside the frames (``AsyncEngines``, the background every
+    ``background_interval``-th time they run) and queues hold one frame, so a slow engine
+    lowers freshness, not the frame rate. Settings not given come from the stylizer's options."""
 
     def __init__(
         self,
         stylizer: Stylizer,
-        smoothing: float = 1.0,
-        head_interval: int = 1,
+        smoothing: float | None = None,
+        head_interval: int | None = None,
         live: bool = False,
-        background_interval: int = 1,
+        background_interval: int | None = None,
     ):
+        o = stylizer.options
+        smoothing = o.smoothing if smoothing is None else smoothing
         self.stylizer, self.live = stylizer, live
-        self.background_interval = max(1, background_interval)
+        self.background_interval = max(1, o.background_interval if background_interval is None else background_interval)
         self._bg_key: tuple[np.ndarray, np.ndarray] | None = None
         self.tracks = FaceTracks() if smoothing > 0 else None
         # Live frames are composed from results carried along flow, already coherent in time;
@@ -207,10 +211,10 @@ class StreamRunner:
         self.smoother = None
         if smoothing > 0 and not live:
             self.smoother = FlowSmoother(stylizer.frames, weight=0.8 * min(smoothing, 1.0))
-        self.head_interval = max(1, head_interval)
+        self.head_interval = max(1, o.head_interval if head_interval is None else head_interval)
         self._last_heads: np.ndarray | None = None
         self._count = 0
-        self.engines = AsyncEngines(stylizer) if live else None
+        self.engines = AsyncEngines(stylizer, self.background_interval) if live else None
         self._flow = Flow()
 
     def _carry(self, item: tuple[Frame, Work]) -> tuple[Frame, Work]:

@@ -173,9 +173,7 @@ def video_bench(model_dir: Path, face_model: Path, clip: Path, n: int, console: 
             StreamRunner(stylizer, 0.0).run(frames[:1], [MemorySink()])  # warm-up: compile shapes, load models
             t = time.perf_counter()
             if threaded:
-                StreamRunner(stylizer, o.smoothing, o.head_interval, background_interval=o.background_interval).run(
-                    frames, [keep]
-                )
+                StreamRunner(stylizer).run(frames, [keep])
             else:
                 for f in frames:
                     keep.send(f, stylizer.run(f.image, round(f.seconds * 1000) + 1000).image)
@@ -220,7 +218,7 @@ def live_bench(model_dir: Path, face_model: Path, clip: Path, seconds: float, co
     o = Options(model_dir=model_dir, face_model=face_model, quiet=True, **LIVE_PRESET)
     with Stylizer(o, video=True) as stylizer:
         source = LiveSource(str(clip), loop=True)
-        runner = StreamRunner(stylizer, o.smoothing, live=True)
+        runner = StreamRunner(stylizer, live=True)
         stats = runner.run_live(source, [DeviceSink()], max_frames=int(seconds * source.fps))
         source.close()
     out = {
