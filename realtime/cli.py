@@ -309,6 +309,9 @@ def cam_main(argv: list[str] | None = None) -> int:
                 f"latency p50 {summary['latency_ms_p50']} ms / p99 {summary['latency_ms_p99']} ms, "
                 f"{summary['dropped']} dropped"
             )
+        if source.error and not stats.interrupted:
+            print(f"{parser.prog}: {source.error}; outputs hold the frames so far", file=sys.stderr)
+            return 1
         return 130 if stats.interrupted else 0
 
     return _run(parser.prog, body)

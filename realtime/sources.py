@@ -181,6 +181,8 @@ class LiveSource:
                     self._publish(
                         Frame(_upright(frame), frame.pts, frame.time_base or self.time_base, i, time.monotonic())
                     )
+                if not self._stop.is_set():
+                    self.error = f"camera {self.device} stopped sending frames (unplugged, or taken by another app?)"
         except av.FFmpegError as e:
             self.error = f"camera {self.device} stopped: {e}"
         finally:

@@ -268,3 +268,15 @@ def test_background_sink_keeps_every_frame_in_order_and_reports_errors():
     sink.send(frames[0], frames[0].image)
     with pytest.raises(OSError, match="disk full"):
         sink.close()
+
+
+def test_a_camera_that_stops_is_reported(assets, tiny_models, tmp_path):
+    """A camera that stops mid-stream (here an FFmpeg source that ends after 1 s) ends the
+    run with one line and a non-zero exit; the recording is finished with the frames so far."""
+    rec = tmp_path / "rec.mp4"
+    device = "lavfi:testsrc2=size=320x240:rate=25:duration=1,realtime"
+    proc = _cli("--device", device, "--virtual", "off", "--record", str(rec), *_args(assets, tiny_models))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "stopped sending frames" in proc.stderr.strip().splitlines()[-1]
+    ts = timestamps(rec)
+    assert 10 <= len(ts) <= 25 and ts == sorted(ts)
