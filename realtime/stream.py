@@ -27,9 +27,9 @@ from .sources import Frame, LiveSource
 _END = object()
 SCENE_CUT = 30.0  # mean grey-level change from the keyframe that forces a fresh background
 # Width of the grey frames the flow for carrying a stylized background is computed on:
-# live trades accuracy for time; files keep edges in place (identity model: 35.3 dB at 640
-# with the background every 2nd frame, 34.4 at 320).
+# live trades accuracy for time; files keep edges in place.
 CARRY_WIDTH = {"live": 320, "file": 640}
+MATCH_TOLERANCE = 10.0  # grey levels: how far a warped keyframe may miss the frame and still count
 
 
 @dataclass
@@ -59,17 +59,31 @@ class StreamStats:
 
 
 class _Stage(threading.Thread):
-    """Applies ``fn`` to each item from ``inbox`` and puts the result in ``outbox``."""
+    """Applies ``fn`` to each item from ``inbox`` and puts the result in ``outbox``. With
+    ``flush``, ``fn`` returns a list (it may hold items back and release several at once)
+    and ``flush()`` the items still held when the input ends."""
 
-    def __init__(self, name: str, fn: Callable, inbox: queue.Queue, outbox: queue.Queue, stop: threading.Event):
+    def __init__(
+        self,
+        name: str,
+        fn: Callable,
+        inbox: queue.Queue,
+        outbox: queue.Queue,
+        stop: threading.Event,
+        flush: Callable[[], list] | None = None,
+    ):
         super().__init__(name=name, daemon=True)
-        self.fn, self.inbox, self.outbox, self.stop_event = fn, inbox, outbox, stop
+        self.fn, self.inbox, self.outbox, self.stop_event, self.flush = fn, inbox, outbox, stop, flush
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
             while (item := _get(self.inbox, self.stop_event)) is not _END:
-                _put(self.outbox, self.fn(item), self.stop_event)
+                for out in self.fn(item) if self.flush else [self.fn(item)]:
+                    _put(self.outbox, out, self.stop_event)
+            if self.flush and not self.stop_event.is_set():
+                for out in self.flush():
+                    _put(self.outbox, out, self.stop_event)
         except BaseException as e:  # handed to the main thread, which re-raises it
             self.error = e
             self.stop_event.set()
@@ -215,6 +229,7 @@ class StreamRunner:
         self._last_heads: np.ndarray | None = None
         self._count = 0
         self.engines = AsyncEngines(stylizer, self.background_interval) if live else None
+        self._waiting: list[tuple[Frame, Work, np.ndarray]] = []  # files: frames between keyframes
         self._flow = Flow()
 
     def _carry(self, item: tuple[Frame, Work]) -> tuple[Frame, Work]:
@@ -243,29 +258,61 @@ class StreamRunner:
             now = small_gray(work.bgr, gray.shape[1])
             work.stylized = self.stylizer.frames.along_flow(stylized, self._flow.backward(now, gray))
 
-    def _infer(self, item: tuple[Frame, Work]) -> tuple[Frame, Work]:
+    def _infer(self, item: tuple[Frame, Work]) -> list[tuple[Frame, Work]]:
+        """Files: run the engines. With ``background_interval`` > 1 the background graph runs
+        on keyframes only; the frames between wait for the next keyframe and take theirs from
+        both, each warped along optical flow and weighted by how near it is in time and how
+        well its source matches (a cut or an occlusion leans on the side that sees it)."""
         frame, work = item
         n = len(work.faces)
         fresh = self._count % self.head_interval == 0 or self._last_heads is None or len(self._last_heads) != n
-        gray = small_gray(work.bgr, CARRY_WIDTH["file"]) if self.background_interval > 1 else None
+        between = self.background_interval > 1 and self.stylizer.background_engine is not None
+        gray = small_gray(work.bgr, CARRY_WIDTH["file"]) if between else None
+        key = self._bg_key
         fresh_bg = (
-            gray is None
+            not between
             or self._count % self.background_interval == 0
-            or self._bg_key is None
-            or self._bg_key[1].shape != gray.shape
-            or float(np.mean(cv2.absdiff(gray, self._bg_key[1]))) > SCENE_CUT
+            or key is None
+            or key[1].shape != gray.shape
+            or float(np.mean(cv2.absdiff(gray, key[1]))) > SCENE_CUT
         )
         self.stylizer.infer(work, heads=fresh, background=fresh_bg)
-        if gray is not None and fresh_bg and work.stylized is not None:
-            self._bg_key = (work.stylized, gray)
-        elif not fresh_bg:
-            self._carry_background(work, self._bg_key)
         if fresh:
             self._last_heads = work.heads
         elif n:
             work.heads = self._last_heads
         self._count += 1
-        return frame, work
+        if not between:
+            return [(frame, work)]
+        if not fresh_bg:
+            self._waiting.append((frame, work, gray))
+            return []
+        self._bg_key = (work.stylized, gray)
+        waiting, self._waiting = self._waiting, []
+        for i, (_, w, g) in enumerate(waiting, 1):
+            self._interpolate_background(w, g, key, self._bg_key, i / (len(waiting) + 1))
+        return [*((f, w) for f, w, _ in waiting), (frame, work)]
+
+    def _flush_waiting(self) -> list[tuple[Frame, Work]]:
+        """The input ended between keyframes: the frames waiting carry the last one forward."""
+        for _, work, _ in self._waiting:
+            self._carry_background(work, self._bg_key)
+        waiting, self._waiting = self._waiting, []
+        return [(f, w) for f, w, _ in waiting]
+
+    def _interpolate_background(self, work: Work, gray: np.ndarray, before, after, t: float) -> None:
+        """``work``'s stylized background from the keyframes ``before`` and ``after`` (each
+        (stylized, grey)), ``t`` of the way from one to the other."""
+        f = self.stylizer.frames
+        with self.stylizer.stage("carry"):
+            sides = []
+            for (stylized, key_gray), weight in ((before, 1 - t), (after, t)):
+                flow = self._flow.backward(gray, key_gray)
+                err = cv2.absdiff(gray, Flow.warp(key_gray, flow)).astype(np.float32)
+                sides.append((f.along_flow(stylized, flow), weight * (np.exp(-((err / MATCH_TOLERANCE) ** 2)) + 1e-3)))
+            (a, wa), (b, wb) = sides
+            trust_a = cv2.GaussianBlur(wa / (wa + wb), (5, 5), 1.5)
+            work.stylized = f.blend(a, b, np.round(trust_a * 255).astype(np.uint8))
 
     def _compose(self, item: tuple[Frame, Work]) -> tuple[Frame, np.ndarray]:
         frame, work = item
@@ -289,10 +336,14 @@ class StreamRunner:
         stop = threading.Event()
         queues = [LatestQueue() if self.live else queue.Queue(maxsize=2) for _ in range(4)]
         q_in, q_an, q_inf, q_out = queues
-        middle = (self._carry, "carry") if self.live else (self._infer, "infer")
+        middle = (
+            _Stage("carry", self._carry, q_an, q_inf, stop)
+            if self.live
+            else _Stage("infer", self._infer, q_an, q_inf, stop, flush=self._flush_waiting)
+        )
         stages = [
             _Stage("analyze", self._analyze, q_in, q_an, stop),
-            _Stage(middle[1], middle[0], q_an, q_inf, stop),
+            middle,
             _Stage("compose", self._compose, q_inf, q_out, stop),
         ]
         if self.engines is not None:
