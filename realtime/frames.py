@@ -36,6 +36,11 @@ class CpuFrames:
         return engine(images)
 
     @staticmethod
+    def work_copy(frame: np.ndarray, small: np.ndarray) -> np.ndarray:
+        """The work-size copy of ``frame``: ``small``, made already for the face finder."""
+        return small
+
+    @staticmethod
     def cat(images: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(images)
 
@@ -98,6 +103,10 @@ class DeviceFrames:
     @staticmethod
     def run(engine, images: torch.Tensor) -> torch.Tensor:
         return engine.run_tensor(images)
+
+    def work_copy(self, frame: torch.Tensor, small: np.ndarray) -> torch.Tensor:
+        """``frame`` shrunk on the device to the size of ``small`` (the face finder's copy)."""
+        return self.resize(frame, *small.shape[:2])
 
     @staticmethod
     def cat(images: list[torch.Tensor]) -> torch.Tensor:

@@ -130,7 +130,7 @@ class Stylizer:
         small = bgr if (wh, ww) == (h, w) else cv2.resize(bgr, (ww, wh), interpolation=cv2.INTER_AREA)
         work = Work(bgr, small)
         work.frame = self.frames.upload(bgr)
-        work.frame_small = work.frame if small is bgr else self.frames.resize(work.frame, wh, ww)
+        work.frame_small = self.frames.work_copy(work.frame, small)
         if self.finder is not None:
             with self.stage("faces"):
                 faces = [f.scaled(w / ww) for f in self.finder.find(small, timestamp_ms)]
