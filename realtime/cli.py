@@ -218,9 +218,12 @@ def video_main(argv: list[str] | None = None) -> int:
                     except BaseException:
                         sink.abort()
                         raise
-                sink.close(complete=not stats.interrupted)
+                written = sink.close(complete=not stats.interrupted)
         finally:
             source.close()
+        if written is None:
+            print(f"{parser.prog}: stopped before the first frame; nothing written", file=sys.stderr)
+            return 130
         if stats.interrupted:
             print(
                 f"{parser.prog}: stopped; {args.output} holds the first {stats.frames} frames and plays",
@@ -300,7 +303,7 @@ def cam_main(argv: list[str] | None = None) -> int:
                 s.close()
             source.close()
         summary = stats.summary()
-        delivered = source.captured / stats.seconds if stats.seconds else 0.0
+        delivered = source.delivered_fps
         if o.stats_json:
             o.stats_json.write_text(json.dumps({**summary, "camera_fps": round(delivered, 2)}, indent=1))
         if not o.quiet:
@@ -310,7 +313,8 @@ def cam_main(argv: list[str] | None = None) -> int:
                 f"{summary['dropped']} dropped"
             )
         if source.error and not stats.interrupted:
-            print(f"{parser.prog}: {source.error}; outputs hold the frames so far", file=sys.stderr)
+            kept = "outputs hold the frames so far" if stats.frames else "no frame went out"
+            print(f"{parser.prog}: {source.error}; {kept}", file=sys.stderr)
             return 1
         return 130 if stats.interrupted else 0
 

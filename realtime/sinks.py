@@ -116,9 +116,13 @@ class VideoFileSink:
         self.frames += 1
         self._last_seconds = frame.seconds
 
-    def close(self, complete: bool = True) -> Path:
+    def close(self, complete: bool = True) -> Path | None:
         """Flush, finish the file and move it into place (also after an interruption: the
-        file then holds the frames so far and plays)."""
+        file then holds the frames so far and plays). With no frame written there is nothing
+        to play: the file is removed and None returned."""
+        if self.frames == 0:
+            self.abort()
+            return None
         self.out.mux(self.video.encode(None))
         self._mux_audio_until(None if complete else self._last_seconds)
         for _, out, resampler in self._audio_pairs:

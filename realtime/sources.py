@@ -92,6 +92,9 @@ class LiveSource:
     (a USB 2 camera gives 1280x720 at 30-60 fps in MJPG, often 10 fps uncompressed). A video
     file plays at its own rate, as a camera would (``loop`` repeats it). ``first`` is a frame
     read when it opens: its size, and something to prime the engines with before the clock runs.
+    A camera is read from the moment it opens, frames before ``start()`` thrown away: left
+    unread, the driver's buffers would fill (FFmpeg's v4l2 asks for many) and come out as a
+    burst of stale frames when the stream starts.
     """
 
     def __init__(
@@ -110,10 +113,12 @@ class LiveSource:
         self._latest: Frame | None = None
         self._taken_index = -1
         self.captured = 0
+        self._first_time = self._last_time = 0.0  # when the first and the latest frame were published
         self.ended = False
         self.error: str | None = None
-        self._stop = threading.Event()
+        self._stop, self._started = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._reader, name="capture", daemon=True)
+        self._thread.start()
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -121,9 +126,16 @@ class LiveSource:
         return self.first.image.shape[1], self.first.image.shape[0]
 
     def start(self) -> LiveSource:
-        """Begin capturing (a file starts playing now)."""
-        self._thread.start()
+        """Begin delivering frames (a file starts playing now)."""
+        self._started.set()
         return self
+
+    @property
+    def delivered_fps(self) -> float:
+        """Frames per second the camera (or file) delivered since ``start()``."""
+        with self._cond:
+            span = self._last_time - self._first_time
+            return (self.captured - 1) / span if span > 0 else 0.0
 
     def _open(self, size, fps, mjpeg) -> None:
         if self._is_file:
@@ -168,19 +180,27 @@ class LiveSource:
         with self._cond:
             self._latest = frame
             self.captured += 1
+            self._first_time = self._first_time or frame.captured
+            self._last_time = frame.captured
             self._cond.notify_all()
 
     def _reader(self) -> None:
         try:
             if self._is_file:
+                while not (self._started.wait(0.1) or self._stop.is_set()):
+                    pass
                 self._play_file()
             else:
-                for i, frame in enumerate(self._container.decode(video=0)):
+                index = 0
+                for frame in self._container.decode(video=0):
                     if self._stop.is_set():
                         break
+                    if not self._started.is_set():
+                        continue  # drained, not kept: stale by the time anyone wants it
                     self._publish(
-                        Frame(_upright(frame), frame.pts, frame.time_base or self.time_base, i, time.monotonic())
+                        Frame(_upright(frame), frame.pts, frame.time_base or self.time_base, index, time.monotonic())
                     )
+                    index += 1
                 if not self._stop.is_set():
                     self.error = f"camera {self.device} stopped sending frames (unplugged, or taken by another app?)"
         except av.FFmpegError as e:

@@ -214,7 +214,7 @@ def test_an_ffmpeg_device_runs_the_camera_path(assets, tiny_models, memory_camer
     assert (cam.width, cam.height, round(cam.fps)) == (640, 360, 25)
     assert len(cam.frames) == 40 and cam.frames[10].std() > 10
     report = json.loads(stats.read_text())
-    assert report["frames"] == 40 and 15 < report["camera_fps"] < 80
+    assert report["frames"] == 40 and 20 < report["camera_fps"] < 32  # its own 25 fps: no burst after priming
 
 
 def test_camera_names_per_os(monkeypatch):
@@ -271,12 +271,29 @@ def test_background_sink_keeps_every_frame_in_order_and_reports_errors():
 
 
 def test_a_camera_that_stops_is_reported(assets, tiny_models, tmp_path):
-    """A camera that stops mid-stream (here an FFmpeg source that ends after 1 s) ends the
-    run with one line and a non-zero exit; the recording is finished with the frames so far."""
-    rec = tmp_path / "rec.mp4"
-    device = "lavfi:testsrc2=size=320x240:rate=25:duration=1,realtime"
-    proc = _cli("--device", device, "--virtual", "off", "--record", str(rec), *_args(assets, tiny_models))
+    """A camera that stops mid-stream (here an FFmpeg source that ends after 4 s, counted from
+    when it opens: the engines prime meanwhile) ends the run with one line and a non-zero exit;
+    the recording is finished with the frames so far."""
+    rec, stats_path = tmp_path / "rec.mp4", tmp_path / "stats.json"
+    device = "lavfi:testsrc2=size=320x240:rate=25:duration=4,realtime"
+    args = ("--virtual", "off", "--record", str(rec), "--stats-json", str(stats_path))
+    proc = _cli("--device", device, *args, *_args(assets, tiny_models))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "stopped sending frames" in proc.stderr.strip().splitlines()[-1]
+    # How many of the 25 frames a loaded machine drops live varies; what must hold is that the
+    # recording is finished and holds exactly the frames that went out, in order.
+    stats = json.loads(stats_path.read_text())
     ts = timestamps(rec)
-    assert 10 <= len(ts) <= 25 and ts == sorted(ts)
+    assert 1 <= len(ts) == stats["frames"] and stats["frames"] + stats["dropped"] <= 100
+    assert ts == sorted(set(ts))
+
+
+def test_a_recording_with_no_frame_is_not_left_behind(tmp_path):
+    """A camera that ends before its first frame goes out leaves no empty file posing as a recording."""
+    from fractions import Fraction
+
+    from realtime.sinks import VideoFileSink
+
+    sink = VideoFileSink(tmp_path / "rec.mp4", 64, 48, 25, Fraction(1, 25), None)
+    assert sink.close() is None
+    assert list(tmp_path.iterdir()) == []
