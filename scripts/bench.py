@@ -224,6 +224,7 @@ def live_bench(model_dir: Path, face_model: Path, clip: Path, seconds: float, co
     out = {
         **stats.summary(),
         "captured": source.captured,
+        "source_fps": round(source.delivered_fps, 2),
         "keyframes": runner.engines.keyframes,
         "dropped_pct": round(100 * stats.dropped / max(stats.frames + stats.dropped, 1), 2),
         "stage_ms_median": {k: round(1000 * float(np.median(v)), 1) for k, v in stylizer.timings.items()},
