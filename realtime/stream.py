@@ -10,8 +10,11 @@ overlap on separate cores.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -178,6 +181,7 @@ class AsyncEngines(threading.Thread):
             self._cond.notify_all()
 
     def run(self) -> None:
+        _lower_priority()
         try:
             while True:
                 with self._cond:
@@ -405,6 +409,15 @@ class StreamRunner:
                 _put(q, f, stop)
         finally:
             _put(q, _END, stop)
+
+
+def _lower_priority(nice: int = 10) -> None:
+    """Give the calling thread way to the frame path: when both want a core, a late frame
+    is a dropped frame, a late keyframe only a slightly older cartoon. Linux only (a thread
+    is a task there, so this touches no other thread; CPU engines run in their caller)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
 def _carry_heads(work: Work, kf: Keyframe) -> None:

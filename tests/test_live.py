@@ -143,6 +143,27 @@ def test_slow_frame_path_drops_frames_live(assets, tiny_models, clip, monkeypatc
     assert max(stats.latencies_ms) < 1500  # stale frames were dropped, not queued
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+def test_engines_give_way_to_the_frame_path(assets, tiny_models, clip, monkeypatch):
+    """Live, the engine thread runs at a lower priority than the frame path (nice +10): when
+    both want a core, a keyframe waits rather than a frame being dropped."""
+    import os
+    import threading
+
+    original, seen = Stylizer.infer, []
+
+    def spy(self, work, **kw):
+        seen.append((threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        return original(self, work, **kw)
+
+    monkeypatch.setattr(Stylizer, "infer", spy)
+    _run_live(assets, tiny_models, clip)
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen[0] == ("MainThread", base)  # priming, before the stream starts
+    engine = {p for name, p in seen if name == "engines"}
+    assert engine == {min(base + 10, 19)} and len(seen) > 2
+
+
 def test_slow_engine_lowers_freshness_not_frame_rate(assets, tiny_models, clip, monkeypatch):
     """Live, the engines run beside the frames: a slow engine refreshes the cartoon less
     often, but frames keep flowing."""
