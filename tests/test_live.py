@@ -238,6 +238,21 @@ def test_an_ffmpeg_device_runs_the_camera_path(assets, tiny_models, memory_camer
     assert report["frames"] == 40 and 20 < report["camera_fps"] < 32  # its own 25 fps: no burst after priming
 
 
+def test_a_camera_is_drained_until_the_stream_starts():
+    """Frames a camera sends while the engines prime are thrown away as they come, so the
+    stream starts on a fresh frame and delivers at the camera's rate, not with a stale burst."""
+    source = LiveSource("lavfi:testsrc2=size=160x120:rate=25,realtime")
+    try:
+        time.sleep(1.0)  # priming
+        source.start()
+        first = source.latest()
+        time.sleep(1.0)
+        assert first.seconds >= 0.8  # not the frame from when it opened
+        assert source.captured <= 35 and 20 < source.delivered_fps < 32
+    finally:
+        source.close()
+
+
 def test_camera_names_per_os(monkeypatch):
     from realtime import sources
     from realtime.errors import InputError
