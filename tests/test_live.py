@@ -161,7 +161,7 @@ def test_engines_give_way_to_the_frame_path(assets, tiny_models, clip, monkeypat
     base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert seen[0] == ("MainThread", base)  # priming, before the stream starts
     engine = {p for name, p in seen if name == "engines"}
-    assert engine == {min(base + 10, 19)} and len(seen) > 2
+    assert engine == {min(base + 10, 19)}  # at least one keyframe, every one made at the lower priority
 
 
 def test_slow_engine_lowers_freshness_not_frame_rate(assets, tiny_models, clip, monkeypatch):
