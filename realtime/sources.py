@@ -187,8 +187,7 @@ class LiveSource:
     def _reader(self) -> None:
         try:
             if self._is_file:
-                while not (self._started.wait(0.1) or self._stop.is_set()):
-                    pass
+                self._started.wait()  # close() sets it too
                 self._play_file()
             else:
                 index = 0
@@ -254,6 +253,7 @@ class LiveSource:
 
     def close(self) -> None:
         self._stop.set()
+        self._started.set()
         if self._thread.is_alive():
             self._thread.join(timeout=2)
         (self._source if self._is_file else self._container).close()

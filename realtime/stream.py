@@ -411,13 +411,14 @@ class StreamRunner:
             _put(q, _END, stop)
 
 
-def _lower_priority(nice: int = 10) -> None:
+def _lower_priority(by: int = 10) -> None:
     """Give the calling thread way to the frame path: when both want a core, a late frame
     is a dropped frame, a late keyframe only a slightly older cartoon. Linux only (a thread
     is a task there, so this touches no other thread; CPU engines run in their caller)."""
     if sys.platform.startswith("linux"):
+        tid = threading.get_native_id()
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + by, 19))
 
 
 def _carry_heads(work: Work, kf: Keyframe) -> None:
