@@ -31,6 +31,8 @@ HEAD_SIZE = 288
 MAX_HEAD_BATCH = 8
 MAX_BACKGROUND_SIDE = 1920  # TensorRT profile: any orientation up to 1920x1088
 ONNX_OPSET = 17
+# What DCTNet.forward exports; bump it when that changes, so cached ONNX files and engines rebuild.
+ONNX_REVISION = 2  # 2: the uint8 input goes straight into a float cast (TensorRT needs it)
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,7 @@ def artifact_key(graph: Path, spec: EngineSpec) -> dict:
         **asdict(spec),
         "device_id": _device_id(spec.device),
         "onnx_opset": ONNX_OPSET,
+        "onnx_revision": ONNX_REVISION,
         "versions": _versions(("torch", *b.needs)),
         "python": sys.version.split()[0],
     }
@@ -219,7 +222,12 @@ def export_onnx(graph: Path, root: str | Path | None = None) -> Path:
     """The graph as ONNX (uint8 NHWC in/out; dynamic batch, height, width), cached by its hash."""
     from .generator import DCTNet
 
-    key = {"graph_sha256": file_sha256(Path(graph).resolve()), "opset": ONNX_OPSET, "versions": _versions(("torch",))}
+    key = {
+        "graph_sha256": file_sha256(Path(graph).resolve()),
+        "opset": ONNX_OPSET,
+        "revision": ONNX_REVISION,
+        "versions": _versions(("torch",)),
+    }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     final = cache_dir(root) / "engines" / f"onnx-{digest}"
 

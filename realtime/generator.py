@@ -232,7 +232,9 @@ class DCTNet(nn.Module):
 
     def _shifted(self, image: torch.Tensor) -> torch.Tensor:
         """The graph up to ``clip(...) + 1``, NCHW float32, for a uint8 NHWC BGR batch."""
-        x = self.input_table[image.permute(0, 3, 1, 2).int()]
+        # uint8 straight into a float cast: TensorRT takes a uint8 input only into a Cast to
+        # float (not even a transpose), and no uint8 <-> int32 cast.
+        x = self.input_table[image.float().permute(0, 3, 1, 2).int()]
         dtype = next(self.generator.parameters()).dtype
         raw = self.generator(x.to(dtype)).float()
         return torch.clamp(self.guided_filter(x, raw), -CLIP, CLIP) + 1.0

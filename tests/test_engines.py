@@ -90,3 +90,22 @@ def test_auto_and_explicit_choices():
         resolve_spec("tensorrt")
     with pytest.raises(BackendError, match="needs a CUDA device"):
         load_engine("unused.pb", EngineSpec("torch", "bf16", "cpu"), log=None)
+
+
+def test_onnx_export_keeps_uint8_where_tensorrt_takes_it(assets, session_cache):
+    """TensorRT takes a uint8 network input only straight into a Cast to float, and gives a
+    uint8 output only from one: the GPU engine is built from this very file."""
+    import onnx
+
+    from realtime.engine import export_onnx
+
+    model = onnx.load(str(export_onnx(asset(assets, "fixtures/dctnet_tiny.pb"))))
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    uint8, floats = onnx.TensorProto.UINT8, {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+    assert [t.type.tensor_type.elem_type for t in (*graph.input, *graph.output)] == [uint8, uint8]
+    types = {v.name: v.type.tensor_type.elem_type for v in graph.value_info}
+    casts_to = {n.output[0]: n.attribute[0].i for n in graph.node if n.op_type == "Cast"}
+    readers = [n for n in graph.node if graph.input[0].name in n.input]
+    assert readers and all(n.op_type == "Cast" and casts_to[n.output[0]] in floats for n in readers)
+    (writer,) = [n for n in graph.node if graph.output[0].name in n.output]
+    assert writer.op_type == "Cast" and types[writer.input[0]] in floats
