@@ -89,6 +89,7 @@ class Backend(ABC):
     precisions: tuple[str, ...]
     needs: tuple[str, ...]  # python distributions whose versions key the artifact cache
     builds: bool = True  # False: runs straight from the graph, nothing to build or cache
+    typed_onnx: bool = False  # True: the ONNX file's own types set the precision (TensorRT)
 
     @classmethod
     @abstractmethod
@@ -218,18 +219,21 @@ def _atomic_dir(final: Path, fill) -> Path:
     return final
 
 
-def export_onnx(graph: Path, root: str | Path | None = None) -> Path:
-    """The graph as ONNX (uint8 NHWC in/out; dynamic batch, height, width), cached by its hash."""
+def export_onnx(graph: Path, root: str | Path | None = None, fp16: bool = False) -> Path:
+    """The graph as ONNX (uint8 NHWC in/out; dynamic batch, height, width), cached by its hash.
+    ``fp16``: the generator in float16, the guided filter in float32, as the torch backend runs
+    FP16; for a runtime that takes its precision from the file's own types (TensorRT)."""
     from .generator import DCTNet
 
     key = {
         "graph_sha256": file_sha256(Path(graph).resolve()),
         "opset": ONNX_OPSET,
         "revision": ONNX_REVISION,
+        "fp16": fp16,
         "versions": _versions(("torch",)),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    final = cache_dir(root) / "engines" / f"onnx-{digest}"
+    final = cache_dir(root) / "engines" / f"onnx-{'fp16-' if fp16 else ''}{digest}"
 
     def fill(tmp: Path) -> None:
         import warnings
@@ -237,6 +241,8 @@ def export_onnx(graph: Path, root: str | Path | None = None) -> Path:
         import torch
 
         model = DCTNet.from_graph(graph)
+        if fp16:
+            model.generator.half()
         dummy = torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
         axes = {0: "batch", 1: "height", 2: "width"}
         with warnings.catch_warnings():
@@ -270,7 +276,7 @@ def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, l
     marker = final / "key.json"
     if marker.exists():
         return final / json.loads(marker.read_text())["artifact"]
-    onnx = export_onnx(graph, root)
+    onnx = export_onnx(graph, root, fp16=b.typed_onnx and spec.precision == "fp16")
     if log:
         log(
             f"building {spec.backend} {spec.precision} engine for {graph.name} ({spec.role}, {spec.device}); "

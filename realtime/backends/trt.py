@@ -65,6 +65,7 @@ class TensorRtEngine(Engine):
 class TensorRtBackend(Backend):
     name = "tensorrt"
     precisions = ("fp16", "fp32")
+    typed_onnx = True
     needs = ("tensorrt", "tensorrt-cu12", "tensorrt-cu13")
 
     @classmethod
@@ -88,14 +89,16 @@ class TensorRtBackend(Backend):
 
         logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(logger)
-        network = builder.create_network(0)
+        # Strongly typed: the precision is the ONNX file's (FP16 export for fp16). TensorRT 11
+        # has no other way (BuilderFlag.FP16 is gone); 10.x has the flag since 10.0.
+        network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
         parser = trt.OnnxParser(network, logger)
         if not parser.parse(onnx.read_bytes()):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise BackendError(f"TensorRT could not parse {onnx}: {errors}")
         config = builder.create_builder_config()
-        if spec.precision == "fp16":
-            config.set_flag(trt.BuilderFlag.FP16)
+        if spec.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+            config.clear_flag(trt.BuilderFlag.TF32)  # FP32 must match TensorFlow, not round to TF32
         profile = builder.create_optimization_profile()
         profile.set_shape("input_image", *profile_shapes(spec.role))
         config.add_optimization_profile(profile)
