@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+import threading
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,20 +38,38 @@ def _oval_ring() -> tuple[int, ...]:
     return tuple(ring)
 
 
-@contextmanager
-def _native_stderr_silenced():
-    """MediaPipe's C++ side prints a dozen log lines on creation, first use and close; users
-    would see them on every run. Silence file descriptor 2 for those calls only."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+class _NativeStderrSilencer:
+    """MediaPipe's C++ side logs to file descriptor 2 on creation, first use and close, and
+    now and then mid-stream (LiteRT's "Input tensor memory is not aligned"); users would see
+    it on every run. Descriptor 2 goes to /dev/null while any MediaPipe call is in flight.
+    Counted, so that calls on several threads restore it only when the last one ends."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = -1
+
+    @contextmanager
+    def __call__(self):
+        with self._lock:
+            if self._depth == 0:
+                sys.stderr.flush()
+                self._saved = os.dup(2)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    os.dup2(self._saved, 2)
+                    os.close(self._saved)
+
+
+_native_stderr_silenced = _NativeStderrSilencer()
 
 
 @dataclass(frozen=True)
@@ -90,7 +109,6 @@ class FaceFinder:
         mode = vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE
         self.video = video
         self._oval = _oval_ring()
-        self._warm = False
         self._last_ts = -1
         self._calls = 0
         self._detections: list = []
@@ -123,22 +141,8 @@ class FaceFinder:
 
         h, w = bgr.shape[:2]
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=_aligned_rgb(bgr))
-        if not self._warm:  # the first inference logs too
-            self._warm = True
-            with _native_stderr_silenced():
-                return self.find(bgr, timestamp_ms)
-        if self.video:
-            # MediaPipe refuses a timestamp that does not increase (a looped or restarted clip).
-            ts = self._last_ts = max(int(timestamp_ms or 0), self._last_ts + 1)
-            result = self._landmarker.detect_for_video(image, ts)
-            # Tracking needs no detector; its score is refreshed every few frames.
-            if self._calls % 8 == 0:
-                self._detections = self._detector.detect_for_video(image, ts).detections
-            detections = self._detections
-            self._calls += 1
-        else:
-            result = self._landmarker.detect(image)
-            detections = self._detector.detect(image).detections
+        with _native_stderr_silenced():
+            result, detections = self._run(image, timestamp_ms)
         boxes = [(d.bounding_box, d.categories[0].score) for d in detections]
         faces = []
         for lms in result.face_landmarks:
@@ -147,6 +151,19 @@ class FaceFinder:
             faces.append(Face(xy[list(FIVE_POINTS)], oval, _match_score(oval, boxes)))
         faces.sort(key=lambda f: -(f.box()[2] - f.box()[0]) * (f.box()[3] - f.box()[1]))
         return faces
+
+    def _run(self, image, timestamp_ms: int | None) -> tuple:
+        """The landmarker's result and the detector's detections for one image."""
+        if not self.video:
+            return self._landmarker.detect(image), self._detector.detect(image).detections
+        # MediaPipe refuses a timestamp that does not increase (a looped or restarted clip).
+        ts = self._last_ts = max(int(timestamp_ms or 0), self._last_ts + 1)
+        result = self._landmarker.detect_for_video(image, ts)
+        # Tracking needs no detector; its score is refreshed every few frames.
+        if self._calls % 8 == 0:
+            self._detections = self._detector.detect_for_video(image, ts).detections
+        self._calls += 1
+        return result, self._detections
 
     def close(self) -> None:
         with _native_stderr_silenced():

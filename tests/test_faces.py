@@ -97,3 +97,31 @@ def test_not_a_task_bundle(tmp_path):
     bad.write_bytes(b"nope")
     with pytest.raises(ModelError, match=r"face_landmarker\.task"):
         FaceFinder(bad)
+
+
+def test_native_logs_are_silenced_only_while_mediapipe_runs(capfd):
+    """Descriptor 2 is muted while any MediaPipe call is in flight, on any thread, and given
+    back when the last one ends: nothing of ours written after it may be lost."""
+    import os
+    import threading
+
+    from realtime.faces import _native_stderr_silenced
+
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def a():
+        with _native_stderr_silenced():
+            a_in.set()
+            b_in.wait()
+        a_out.set()
+
+    t = threading.Thread(target=a)
+    t.start()
+    a_in.wait()
+    with _native_stderr_silenced():
+        b_in.set()
+        a_out.wait()  # the other call has ended while this one runs: still muted
+        os.write(2, b"native log\n")
+    t.join()
+    os.write(2, b"ours\n")
+    assert capfd.readouterr().err == "ours\n"
