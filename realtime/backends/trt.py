@@ -89,8 +89,8 @@ class TensorRtBackend(Backend):
 
         logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(logger)
-        # Strongly typed: the precision is the ONNX file's (FP16 export for fp16). TensorRT 11
-        # has no other way (BuilderFlag.FP16 is gone); 10.x has the flag since 10.0.
+        # Strongly typed: the precision is the ONNX file's (an FP16 export for fp16). TensorRT
+        # 11 has no other way (BuilderFlag.FP16 is gone); 10.x has had this creation flag since 10.0.
         network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
         parser = trt.OnnxParser(network, logger)
         if not parser.parse(onnx.read_bytes()):
