@@ -8,11 +8,12 @@ Without --model-dir the anime style is downloaded on first use (about 12 MB).
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import cv2
 
-from realtime import FileSource, Options, StreamRunner, Stylizer, VideoFileSink
+from realtime import FileSource, Options, Stream, Stylizer, VideoFileSink
 
 
 def main() -> None:
@@ -33,15 +34,16 @@ def main() -> None:
         cv2.imwrite(str(args.out_dir / "photo.png"), result.image)
         print(f"photo: {len(result.faces)} face(s)")
 
-    # A video: frames keep their timestamps; the sink copies the audio.
-    source = FileSource(args.video)
-    first = next(iter(FileSource(args.video)))
-    h, w = first.image.shape[:2]
-    clip = (f for f in source if f.seconds < args.seconds)
-    sink = VideoFileSink(args.out_dir / "clip.mp4", w, h, source.fps, source.time_base, audio_from=args.video)
-    with Stylizer(options, video=True) as stylizer:
-        stats = StreamRunner(stylizer).run(clip, [sink])
-    sink.close(complete=False)  # audio up to the last frame written
+    # A video: frames keep their timestamps; the sink copies the audio. Sources, sinks and
+    # the stylizer are context managers; a "file" stylizer tracks faces from frame to frame.
+    with (
+        FileSource(args.video) as source,
+        Stylizer(options, mode="file") as stylizer,
+        VideoFileSink(args.out_dir / "clip.mp4", *source.frame_size, source.fps, source.time_base, args.video) as sink,
+    ):
+        clip = itertools.takewhile(lambda f: f.seconds < args.seconds, source)
+        stats = Stream(stylizer).run(clip, [sink])
+        sink.close(complete=False)  # audio up to the last frame written
     print(f"video: {stats.frames} frames at {stats.fps:.1f} fps -> {args.out_dir / 'clip.mp4'}")
 
 

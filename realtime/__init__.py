@@ -15,10 +15,14 @@ __version__ = "0.1.0"
 
 _API = {
     "Options": "realtime.options",
+    "MODES": "realtime.options",
     "Stylizer": "realtime.pipeline",
+    "Frame": "realtime.records",
     "FileSource": "realtime.sources",
-    "LiveSource": "realtime.sources",
-    "StreamRunner": "realtime.stream",
+    "CameraSource": "realtime.sources",
+    "PlaybackSource": "realtime.sources",
+    "open_live": "realtime.sources",
+    "Stream": "realtime.stream",
     "VideoFileSink": "realtime.sinks",
     "VirtualCameraSink": "realtime.sinks",
     "MemorySink": "realtime.sinks",

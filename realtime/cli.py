@@ -66,7 +66,7 @@ def image_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=["png", "jpg", "webp"], help="output format (default: from the name)")
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists (resume)")
     parser.add_argument("--stats", action="store_true", help="print a per-stage timing breakdown")
-    add_arguments(parser, ("models", "engine", "image", "output"))
+    add_arguments(parser, ("models", "engine", "faces", "look", "output"))
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -104,7 +104,7 @@ def image_main(argv: list[str] | None = None) -> int:
                     failed.append(str(e) if str(src) in str(e) else f"{src}: {e}")
                 bar.advance(task)
             if args.stats:
-                _print_stats(stylizer.timings)
+                _print_stats(stylizer.timings.snapshot())
         if not single and not options.quiet:
             print(f"{len(todo) - len(failed)} written, {len(jobs) - len(todo)} skipped (exist), {len(failed)} failed")
         for line in failed:
@@ -166,70 +166,81 @@ def models_main(argv: list[str] | None = None) -> int:
     return _run(parser.prog, body)
 
 
-def video_main(argv: list[str] | None = None) -> int:
-    from .options import VIDEO_PRESET
+def _notes(prog: str, lines: list[str], quiet: bool) -> None:
+    """One line per preset value that had to change (the user should know what runs)."""
+    if not quiet:
+        for line in lines:
+            print(f"{prog}: note: {line}", file=sys.stderr)
 
+
+def video_main(argv: list[str] | None = None) -> int:
+    from .options import MODES
+
+    mode = MODES["file"]
     parser = argparse.ArgumentParser(
         prog="cartoon-video", description="Turn a video into a cartoon, keeping its audio and timing."
     )
     parser.add_argument("input", type=Path, help="video to stylize (anything FFmpeg reads)")
     parser.add_argument("output", type=Path, help="where to write it (.mp4, .mov, .mkv, .webm)")
-    add_arguments(parser, ("models", "engine", "image", "video", "encoder", "output"), VIDEO_PRESET)
+    add_arguments(parser, ("models", "engine", "faces", "look", "video", "files", "encoder", "output"), mode.preset)
     args = parser.parse_args(argv)
 
     def body() -> int:
+        from contextlib import ExitStack
+
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         from .errors import InputError
-        from .options import stream_precision
+        from .options import explicit, settle
         from .pipeline import Stylizer
         from .sinks import VideoFileSink
         from .sources import FileSource
-        from .stream import StreamRunner
+        from .stream import Stream
 
-        o = stream_precision(from_args(args))
+        o, notes = settle(from_args(args), mode, explicit(args))
         if args.output.resolve() == args.input.resolve():
             raise InputError(f"output {args.output} is the input; choose another name")
-        source = FileSource(args.input)
-        try:
-            first = next(iter(FileSource(args.input)), None)
-            if first is None:
-                raise InputError(f"{args.input} has no decodable video frame")
-            h, w = first.image.shape[:2]
-            with Stylizer(o, video=True) as stylizer:
-                sink = VideoFileSink(args.output, w, h, source.fps, source.time_base, args.input, **o.encoder())
-                columns = [
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TextColumn("{task.fields[fps]:.1f} fps"),
-                    TimeRemainingColumn(),
-                ]
-                with Progress(*columns, disable=o.quiet) as bar:
-                    task = bar.add_task(args.output.name, total=source.frame_count, fps=0.0)
-                    t0 = time.monotonic()
+        with ExitStack() as stack:
+            source = stack.enter_context(FileSource(args.input))
+            w, h = source.frame_size
+            _notes(parser.prog, notes, o.quiet)
+            stylizer = stack.enter_context(Stylizer(o, mode=mode))
+            sink = stack.enter_context(
+                VideoFileSink(args.output, w, h, source.fps, source.time_base, args.input, **o.encoder())
+            )
+            columns = [
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[fps]:.1f} fps"),
+                TimeRemainingColumn(),
+            ]
+            bar = stack.enter_context(Progress(*columns, disable=o.quiet))
+            task = bar.add_task(args.output.name, total=source.frame_count, fps=0.0)
+            t0 = time.monotonic()
 
-                    def tick(frame) -> None:
-                        done = bar.tasks[0].completed + 1
-                        bar.update(task, completed=done, fps=done / max(time.monotonic() - t0, 1e-6))
+            def tick(frame) -> None:
+                done = bar.tasks[0].completed + 1
+                bar.update(task, completed=done, fps=done / max(time.monotonic() - t0, 1e-6))
 
-                    try:
-                        stats = StreamRunner(stylizer).run(source, [sink], tick)
-                    except BaseException:
-                        sink.abort()
-                        raise
-                written = sink.close(complete=not stats.interrupted)
-        finally:
-            source.close()
-        if written is None:
+            try:
+                stats = Stream(stylizer).run(source, [sink], tick)
+            except BaseException:
+                sink.close(complete=False)
+                if sink.written is not None:
+                    kept = f"{args.output} holds the first {sink.frames} frames and plays"
+                    print(f"{parser.prog}: {kept}", file=sys.stderr)
+                raise
+            sink.close(complete=not stats.interrupted)
+        if sink.written is None:
             print(f"{parser.prog}: stopped before the first frame; nothing written", file=sys.stderr)
-            return 130
+            return _interrupted_code(stats)
         if stats.interrupted:
             print(
                 f"{parser.prog}: stopped; {args.output} holds the first {stats.frames} frames and plays",
                 file=sys.stderr,
             )
-            return 130
+            return _interrupted_code(stats)
         if source.warning:
             print(f"warning: {source.warning}; {args.output} holds what was readable", file=sys.stderr)
         if not o.quiet:
@@ -239,15 +250,23 @@ def video_main(argv: list[str] | None = None) -> int:
     return _run(parser.prog, body)
 
 
-def cam_main(argv: list[str] | None = None) -> int:
-    from .options import LIVE_PRESET
+def _interrupted_code(stats) -> int:
+    """What a shell expects of a program its signal stopped: 128 + the signal's number."""
+    import signal
 
+    return 128 + (stats.signal or signal.SIGINT)
+
+
+def cam_main(argv: list[str] | None = None) -> int:
+    from .options import MODES
+
+    mode = MODES["live"]
     parser = argparse.ArgumentParser(
         prog="cartoon-cam",
         description="Cartoonify a camera live, into a virtual "
         "camera (Zoom, Discord, OBS), a preview window or a recording.",
     )
-    add_arguments(parser, ("live", "models", "engine", "image", "video", "encoder", "output"), LIVE_PRESET)
+    add_arguments(parser, ("live", "models", "engine", "faces", "look", "video", "encoder", "output"), mode.preset)
     parser.add_argument("--list-devices", action="store_true", help="list the cameras found and exit")
     args = parser.parse_args(argv)
     if args.list_devices:
@@ -262,46 +281,46 @@ def cam_main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         import json
+        from contextlib import ExitStack
 
         from .errors import InputError
-        from .options import stream_precision
+        from .options import explicit, settle
         from .pipeline import Stylizer
         from .sinks import BackgroundSink, PreviewSink, VideoFileSink, VirtualCameraSink
-        from .sources import LiveSource
-        from .stream import StreamRunner
+        from .sources import open_live
+        from .stream import Stream
 
-        o = stream_precision(from_args(args))
-        source = LiveSource(o.device, o.camera_size(), o.fps, o.loop)
-        sinks: list = []
-        try:
+        o, notes = settle(from_args(args), mode, explicit(args))
+        size = o.camera_size()
+        with ExitStack() as stack:
+            source = stack.enter_context(open_live(o.device, size, o.fps, o.loop))
             w, h = source.frame_size
+            _notes(parser.prog, notes, o.quiet)
+            sinks: list = []
             if o.virtual != "off":
                 try:
-                    sinks.append(VirtualCameraSink(w, h, source.fps))
+                    sinks.append(stack.enter_context(VirtualCameraSink(w, h, source.fps)))
                     if not o.quiet:
                         print(f"virtual camera: {sinks[-1].device}")
                 except InputError as e:
                     if o.virtual == "on":
                         raise
                     print(f"{parser.prog}: {e}", file=sys.stderr)
+            preview = None
             if o.preview:
-                sinks.append(PreviewSink())
+                preview = stack.enter_context(PreviewSink())
+                sinks.append(preview)
             if o.record:
                 recorder = VideoFileSink(o.record, w, h, source.fps, source.time_base, None, **o.encoder())
-                sinks.append(BackgroundSink(recorder))  # encoding never delays the camera
+                sinks.append(stack.enter_context(BackgroundSink(recorder)))  # encoding never delays the camera
             if not sinks:
                 raise InputError("no output left: use --preview or --record PATH, or set up a virtual camera")
-            preview = next((s for s in sinks if isinstance(s, PreviewSink)), None)
-            with Stylizer(o, video=True) as stylizer:
-                if not o.quiet:
-                    print(f"{o.device}: {w}x{h} at {source.fps:.1f} fps requested; Ctrl-C stops")
-                stats = StreamRunner(stylizer, live=True).run_live(
-                    source, sinks, should_stop=lambda: preview is not None and preview.closed, max_frames=o.max_frames
-                )
-        finally:
-            for s in sinks:
-                s.close()
-            source.close()
+            stylizer = stack.enter_context(Stylizer(o, mode=mode))
+            if not o.quiet:
+                print(f"{o.device}: {w}x{h} at {source.fps:.1f} fps requested; Ctrl-C stops")
+            stats = Stream(stylizer).run(
+                source, sinks, should_stop=lambda: preview is not None and preview.closed, max_frames=o.max_frames
+            )
         summary = stats.summary()
         delivered = source.delivered_fps
         if o.stats_json:
@@ -312,10 +331,12 @@ def cam_main(argv: list[str] | None = None) -> int:
                 f"latency p50 {summary['latency_ms_p50']} ms / p99 {summary['latency_ms_p99']} ms, "
                 f"{summary['dropped']} dropped"
             )
+        if source.warning and not stats.interrupted:
+            print(f"warning: {source.warning}", file=sys.stderr)
         if source.error and not stats.interrupted:
             kept = "outputs hold the frames so far" if stats.frames else "no frame went out"
             print(f"{parser.prog}: {source.error}; {kept}", file=sys.stderr)
             return 1
-        return 130 if stats.interrupted else 0
+        return _interrupted_code(stats) if stats.interrupted else 0
 
     return _run(parser.prog, body)

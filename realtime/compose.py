@@ -15,8 +15,6 @@ import numpy as np
 
 from .align import CROP, transform_points
 
-BACKGROUNDS = ("cartoon", "photo", "blur", "key")
-
 
 def load_alpha(path: str | Path, size: int = CROP) -> np.ndarray:
     """DCT-Net's ``alpha.jpg``: the soft head mask of the 288 crop, 0..1 float32."""
@@ -79,17 +77,29 @@ def paste(canvas: np.ndarray, head: np.ndarray, mask: np.ndarray, inverse: np.nd
     canvas[y0:y1, x0:x1] = np.clip(roi + 0.5, 0, 255)
 
 
+def _cartoon(frames, original, stylized, key_color):
+    h, w = original.shape[:2]
+    under = frames.resize(stylized, h, w)
+    return frames.clone(under) if under is stylized else under  # never paste into a keyframe
+
+
+def _photo(frames, original, stylized, key_color):
+    return frames.clone(original)
+
+
+def _blur(frames, original, stylized, key_color):
+    return frames.blur(original, max(original.shape[:2]) / 60)
+
+
+def _key(frames, original, stylized, key_color):
+    return frames.fill(original, key_color[::-1])  # RGB -> BGR
+
+
+# --background: what is under the heads. Only "cartoon" needs the background graph.
+BACKGROUNDS = {"cartoon": _cartoon, "photo": _photo, "blur": _blur, "key": _key}
+
+
 def background_under(frames, original, stylized, mode: str, key_color: tuple[int, int, int]):
     """The uint8 frame the heads are pasted onto (a new image), for ``--background``;
     ``frames`` (``CpuFrames`` or ``DeviceFrames``) says where the images live."""
-    h, w = original.shape[:2]
-    if mode == "cartoon":
-        under = frames.resize(stylized, h, w)
-        return frames.clone(under) if under is stylized else under  # never paste into a keyframe
-    if mode == "photo":
-        return frames.clone(original)
-    if mode == "blur":
-        return frames.blur(original, max(h, w) / 60)
-    if mode == "key":
-        return frames.fill(original, key_color[::-1])  # RGB -> BGR
-    raise ValueError(f"unknown background mode {mode!r}; expected one of {BACKGROUNDS}")
+    return BACKGROUNDS[mode](frames, original, stylized, key_color)

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from .errors import ModelError
+from .records import readonly
 
 # Landmark indices: iris centres 468 (the subject's right, image-left) and 473, nose tip 1,
 # mouth corners 61 (image-left) and 291.
@@ -72,13 +73,16 @@ class _NativeStderrSilencer:
 _native_stderr_silenced = _NativeStderrSilencer()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Face:
-    """One face in pixel coordinates of the frame it was found in."""
+    """One face in pixel coordinates of the frame it was found in. ``track`` names the same
+    person from frame to frame (``tracking.FaceTracks``); whatever is computed for a face
+    (its crop, its stylized head) is matched to it by this id, never by position."""
 
     points: np.ndarray  # (5, 2) float32: left pupil, right pupil, nose tip, left/right mouth corner
     oval: np.ndarray  # (36, 2) float32 polygon
     score: float
+    track: int = 0
 
     def box(self) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1) of the face oval."""
@@ -87,7 +91,16 @@ class Face:
         return float(x0), float(y0), float(x1), float(y1)
 
     def scaled(self, s: float) -> Face:
-        return Face(self.points * s, self.oval * s, self.score)
+        return Face(self.points * s, self.oval * s, self.score, self.track)
+
+    @property
+    def width(self) -> float:
+        x0, _, x1, _ = self.box()
+        return max(x1 - x0, 1.0)
+
+    @property
+    def centre(self) -> np.ndarray:
+        return self.points.mean(axis=0)
 
 
 class FaceFinder:
@@ -95,6 +108,7 @@ class FaceFinder:
     a MediaPipe task left to the garbage collector prints a traceback at exit."""
 
     def __init__(self, model: str | Path, max_faces: int = 4, video: bool = False, min_confidence: float = 0.5):
+        """``video``: MediaPipe's VIDEO mode, which tracks between frames (cheaper, steadier)."""
         from mediapipe.tasks.python import vision
         from mediapipe.tasks.python.core.base_options import BaseOptions
 
@@ -148,7 +162,7 @@ class FaceFinder:
         for lms in result.face_landmarks:
             xy = np.array([(p.x * w, p.y * h) for p in lms], np.float32)
             oval = xy[list(self._oval)]
-            faces.append(Face(xy[list(FIVE_POINTS)], oval, _match_score(oval, boxes)))
+            faces.append(Face(readonly(xy[list(FIVE_POINTS)]), readonly(oval), _match_score(oval, boxes)))
         faces.sort(key=lambda f: -(f.box()[2] - f.box()[0]) * (f.box()[3] - f.box()[1]))
         return faces
 

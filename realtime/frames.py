@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from .align import CROP, warp_crops
 from .compose import paste, paste_region
-from .smoothing import Flow
+from .flow import Flow
+from .records import tensor_of
 
 
 class CpuFrames:
@@ -71,6 +72,14 @@ class CpuFrames:
         return cv2.GaussianBlur(image, (0, 0), sigma)
 
     @staticmethod
+    def obscure(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """A copy with the box (x0, y0, x1, y1; inside the image) blurred past recognition."""
+        x0, y0, x1, y1 = box
+        out = image.copy()
+        out[y0:y1, x0:x1] = cv2.GaussianBlur(image[y0:y1, x0:x1], (0, 0), _obscuring_sigma(box))
+        return out
+
+    @staticmethod
     def fill(like: np.ndarray, bgr: tuple[int, int, int]) -> np.ndarray:
         return np.full(like.shape, bgr, np.uint8)
 
@@ -78,6 +87,11 @@ class CpuFrames:
     def mix(a: np.ndarray, b: np.ndarray, s: float) -> np.ndarray:
         """``a*s + b*(1-s)``, rounded to uint8."""
         return cv2.addWeighted(a, s, b, 1 - s, 0)
+
+    @staticmethod
+    def recolour(image: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """Each pixel's BGR through the affine colour map ``m`` (3x4), saturated to uint8."""
+        return cv2.transform(image, m)
 
     @staticmethod
     def blend(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -94,7 +108,7 @@ class DeviceFrames:
         self.device = torch.device(device)
 
     def upload(self, image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
+        return tensor_of(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
 
     @staticmethod
     def download(image: torch.Tensor) -> np.ndarray:
@@ -175,12 +189,22 @@ class DeviceFrames:
         x = F.conv2d(F.conv2d(x, k[:, :, None, :], groups=3), k[:, :, :, None], groups=3)
         return _uint8(x)[0]
 
+    def obscure(self, image: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
+        x0, y0, x1, y1 = box
+        out = image.clone()
+        out[y0:y1, x0:x1] = self.blur(image[y0:y1, x0:x1], _obscuring_sigma(box))
+        return out
+
     def fill(self, like: torch.Tensor, bgr: tuple[int, int, int]) -> torch.Tensor:
         return torch.tensor(bgr, dtype=torch.uint8, device=self.device).expand(like.shape).clone()
 
     @staticmethod
     def mix(a: torch.Tensor, b: torch.Tensor, s: float) -> torch.Tensor:
         return (a.float() * s + b.float() * (1 - s) + 0.5).clamp_(0, 255).to(torch.uint8)
+
+    def recolour(self, image: torch.Tensor, m: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.asarray(m, np.float32)).to(self.device)
+        return (image.float() @ t[:, :3].T + t[:, 3] + 0.5).clamp_(0, 255).to(torch.uint8)
 
     def blend(self, a: torch.Tensor, b: torch.Tensor, weight: np.ndarray) -> torch.Tensor:
         h, w = a.shape[:2]
@@ -191,6 +215,11 @@ class DeviceFrames:
 
     def _sample(self, image: torch.Tensor, grid: torch.Tensor, border: str) -> torch.Tensor:
         return F.grid_sample(_nchw(image), grid, mode="bilinear", padding_mode=border, align_corners=False)
+
+
+def _obscuring_sigma(box: tuple[int, int, int, int]) -> float:
+    """A blur that leaves a face's colours but not its features (its kernel stays inside the box)."""
+    return max(min(box[2] - box[0], box[3] - box[1]) / 8, 0.5)
 
 
 def _padding(image, multiple: int) -> tuple[int, int]:

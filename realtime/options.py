@@ -2,15 +2,24 @@
 
 Each field carries its command-line help and group; ``add_arguments`` turns the groups a
 CLI asks for into argparse flags, and ``from_args`` turns the parsed flags back into
-``Options``. A new option is added here once and appears everywhere.
+``Options``. A new option is added here once and appears everywhere. The choices of
+backend, precision and background are the registries that implement them.
+
+A running ``Mode`` (image, file, live) decides the rest: how frames queue, whether faces are
+tracked, and the preset a command starts from.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
+
+from .compose import BACKGROUNDS
+from .engine import PRECISIONS, backend_names
 
 
 def opt(default, help: str, group: str, **argparse_kw):
@@ -29,7 +38,7 @@ class Options:
     )
     cache_dir: Path | None = opt(
         None,
-        "where weights and built engines live (default: $CARTOON_CAM_HOME or the platform cache dir)",
+        "where weights and built engines live (default: $CARTOON_CAM_HOME, else the platform cache folder)",
         "models",
         type=Path,
         metavar="DIR",
@@ -38,42 +47,41 @@ class Options:
         False, "never touch the network; fail with the file to put where if a model is missing", "models"
     )
     # engine
-    backend: str = opt(
-        "auto", "inference backend", "engine", choices=["auto", "tensorrt", "onnxruntime", "openvino", "torch"]
-    )
+    backend: str = opt("auto", "inference backend", "engine", choices=["auto", *backend_names()])
     precision: str = opt(
         "auto",
         "engine precision where the backend has it (auto: fp16 on GPU, fp32 on CPU)",
         "engine",
-        choices=["auto", "fp32", "fp16", "bf16", "int8"],
+        choices=["auto", *PRECISIONS],
     )
     engine_threads: int = opt(0, "CPU threads per engine (0: all cores)", "engine", type=int, metavar="N")
     engine_device: str = opt("auto", "where the engine runs: auto, cpu, cuda or cuda:N", "engine", metavar="DEV")
-    # image pipeline
+    # faces
     faces: bool = opt(
-        True, "find faces and stylize them with the head model (--no-faces: background graph only)", "image"
+        True, "find faces and stylize them with the head model (--no-faces: background graph only)", "faces"
     )
-    max_faces: int = opt(4, "stylize at most this many faces per frame (largest first)", "image", type=int, metavar="N")
+    max_faces: int = opt(4, "stylize at most this many faces per frame (largest first)", "faces", type=int, metavar="N")
+    # look
     strength: float = opt(
-        1.0, "0..1: mix of the cartoon with the original (1 = full cartoon)", "image", type=float, metavar="S"
+        1.0, "0..1: mix of the cartoon with the original (1 = full cartoon)", "look", type=float, metavar="S"
     )
     background: str = opt(
         "cartoon",
         "what is around the heads: the cartoon background, the photo, a blur of it, or a flat chroma-key colour",
-        "image",
-        choices=["cartoon", "photo", "blur", "key"],
+        "look",
+        choices=list(BACKGROUNDS),
     )
     key_color: tuple = opt(
         (0, 255, 0),
         "chroma-key colour for --background key, as R,G,B or #rrggbb",
-        "image",
+        "look",
         type=lambda v: parse_color(v),
         metavar="RGB",
     )
     work_size: int = opt(
         720,
         "stylize the frame at this short side at most, as the official pipeline does",
-        "image",
+        "look",
         type=int,
         metavar="PX",
     )
@@ -87,8 +95,8 @@ class Options:
     )
     head_interval: int = opt(
         1,
-        "files: stylize heads every N-th frame and carry them on the tracked face in between",
-        "video",
+        "stylize heads every N-th frame and carry them on the tracked face in between",
+        "files",
         type=int,
         metavar="N",
     )
@@ -144,6 +152,13 @@ class Options:
             raise InputError(f"--head-interval must be 1 or more, got {self.head_interval}")
         if self.work_size < 64:
             raise InputError(f"--work-size must be at least 64, got {self.work_size}")
+        for name, value, known in (
+            ("background", self.background, list(BACKGROUNDS)),
+            ("backend", self.backend, ["auto", *backend_names()]),
+            ("precision", self.precision, ["auto", *PRECISIONS]),
+        ):
+            if value not in known:
+                raise InputError(f"--{name} {value!r} is not one of: {', '.join(known)}")
 
     def encoder(self) -> dict:
         """The video encoder's settings, as ``VideoFileSink`` takes them."""
@@ -180,9 +195,10 @@ def parse_color(text: str) -> tuple[int, int, int]:
     return rgb
 
 
-def add_arguments(parser: argparse.ArgumentParser, groups: tuple[str, ...], preset: dict | None = None) -> None:
+def add_arguments(parser: argparse.ArgumentParser, groups: tuple[str, ...], preset: Mapping | None = None) -> None:
     """Add the flags of the named option groups to ``parser``; a command's ``preset``
-    replaces some defaults (and the help says so)."""
+    replaces some defaults (and the help says so). Flags the user gives are recorded, so a
+    preset never overrides them (``explicit``)."""
     preset = preset or {}
     for g in groups:
         arg_group = parser.add_argument_group(g)
@@ -193,41 +209,122 @@ def add_arguments(parser: argparse.ArgumentParser, groups: tuple[str, ...], pres
             flag = "--" + f.name.replace("_", "-")
             default = preset.get(f.name, f.default)
             if isinstance(default, bool):
-                action = argparse.BooleanOptionalAction if default else "store_true"
+                action = _BooleanFlag if default else _TrueFlag
                 arg_group.add_argument(flag, dest=f.name, action=action, default=default, help=meta["help"])
             else:
                 kw = {k: v for k, v in meta.items() if k != "help"}
+                shown = "" if default is None or "default:" in meta["help"] else f" (default: {_shown(default)})"
                 arg_group.add_argument(
-                    flag, dest=f.name, default=default, help=meta["help"] + f" (default: {default})", **kw
+                    flag, dest=f.name, action=_Store, default=default, help=meta["help"] + shown, **kw
                 )
+
+
+def _shown(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def _mark(namespace: argparse.Namespace, dest: str) -> None:
+    namespace.explicit_ = getattr(namespace, "explicit_", frozenset()) | {dest}
+
+
+class _Store(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        _mark(namespace, self.dest)
+
+
+class _TrueFlag(argparse.Action):
+    def __init__(self, option_strings, dest, default=False, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, True)
+        _mark(namespace, self.dest)
+
+
+class _BooleanFlag(argparse.BooleanOptionalAction):
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, values, option_string)
+        _mark(namespace, self.dest)
 
 
 def from_args(ns: argparse.Namespace) -> Options:
     return Options(**{f.name: getattr(ns, f.name) for f in fields(Options) if hasattr(ns, f.name)})
 
 
-# What `cartoon-video` and `cartoon-cam` start from on a CPU, chosen by measurement
-# (scripts/bench.py, 2 cores): INT8 engines (42 dB from FP32, 1.8x faster); files stylize the
-# background every 3rd frame and take the frames between from the keyframes on both sides,
-# along optical flow (identity model 35.5 dB; every 4th: 35.25 dB, too near 35); live runs the engines beside the frame
-# path on one core with the background at 288 px, fresh every 2nd engine run, and records
-# with x264's veryfast preset. Every flag still overrides them.
-VIDEO_PRESET = {"precision": "int8", "background_interval": 3}
-LIVE_PRESET = {
-    "precision": "int8",
-    "work_size": 288,
-    "engine_threads": 1,
-    "background_interval": 2,
-    "preset": "veryfast",
+def explicit(ns: argparse.Namespace) -> frozenset[str]:
+    """The options the user gave on the command line (a preset must not change them)."""
+    return getattr(ns, "explicit_", frozenset())
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How a command runs: ``newest_wins`` (live: stale frames are dropped; files and
+    images never drop one), ``tracking`` (faces are followed from frame to frame: MediaPipe's
+    VIDEO mode, track ids, smoothing), and the ``preset`` it starts from on a CPU, chosen
+    by measurement; ``gpu`` says what a GPU uses instead where the CPU preset only saves time."""
+
+    name: str
+    newest_wins: bool
+    tracking: bool
+    preset: Mapping = field(default_factory=lambda: MappingProxyType({}))
+    gpu: Mapping = field(default_factory=lambda: MappingProxyType({}))
+
+
+# On a CPU (scripts/bench.py, 2 cores): INT8 engines (42 dB from FP32, 1.8x faster); files
+# stylize the background every 3rd frame and take the frames between from the keyframes on
+# both sides, along optical flow (identity model 35.5 dB; every 4th: 35.25 dB, too near 35);
+# live runs the engines beside the frame path on one core with the background at 288 px,
+# fresh every 2nd engine run, and records with x264's veryfast preset. On a GPU the engines
+# are not the bottleneck: the background keeps its full size and every core is free.
+MODES = {
+    m.name: m
+    for m in (
+        Mode("image", newest_wins=False, tracking=False),
+        Mode(
+            "file",
+            newest_wins=False,
+            tracking=True,
+            preset=MappingProxyType({"precision": "int8", "background_interval": 3}),
+        ),
+        Mode(
+            "live",
+            newest_wins=True,
+            tracking=True,
+            preset=MappingProxyType(
+                {
+                    "precision": "int8",
+                    "work_size": 288,
+                    "engine_threads": 1,
+                    "background_interval": 2,
+                    "preset": "veryfast",
+                }
+            ),
+            gpu=MappingProxyType({"work_size": Options.work_size, "engine_threads": 0}),
+        ),
+    )
 }
 
 
-def stream_precision(options: Options) -> Options:
-    """A preset's INT8 applies where the backend has it (OpenVINO on CPU); a GPU backend
-    keeps its own default (FP16)."""
+def settle(options: Options, mode: Mode, given: frozenset[str] = frozenset()) -> tuple[Options, list[str]]:
+    """The options a command runs with, and a line for each preset value that had to change:
+    the preset's INT8 where the backend has none (a GPU runs its own default, FP16), and on a
+    GPU the values that only save CPU time. Options in ``given`` (typed by the user) are
+    never changed."""
     from .engine import get_backend, resolve_spec
 
-    if options.precision != "int8":
-        return options
-    backend = resolve_spec(options.backend, "auto", options.engine_device).backend
-    return options if "int8" in get_backend(backend).precisions else options.replace(precision="auto")
+    changes, notes = {}, []
+    spec = resolve_spec(options.backend, "auto", options.engine_device)
+    preset_precision = "precision" not in given and options.precision == mode.preset.get("precision")
+    if preset_precision and options.precision not in get_backend(spec.backend).precisions:
+        changes["precision"] = "auto"
+        auto = resolve_spec(spec.backend, "auto", spec.device).precision
+        notes.append(f"the {mode.name} preset's {options.precision} is not in {spec.backend}; running {auto}")
+    if spec.device.startswith("cuda"):
+        for key, value in mode.gpu.items():
+            if key not in given and getattr(options, key) == mode.preset.get(key) != value:
+                changes[key] = value
+        if changes.keys() & mode.gpu.keys():
+            shown = ", ".join(f"--{k.replace('_', '-')} {changes[k]}" for k in mode.gpu if k in changes)
+            notes.append(f"engines on {spec.device}: the CPU preset's savings are off ({shown})")
+    return options.replace(**changes), notes

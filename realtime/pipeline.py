@@ -1,19 +1,17 @@
 """The stages joined: a frame in, its cartoon out.
 
 ``Stylizer`` owns the engines and the face finder and runs DCT-Net's image flow (DESIGN §1)
-on one frame: the background graph on a copy shrunk to 720 on the short side (padded to 16
-with white), faces found on that copy, each head aligned to the 288 crop from the
-full-resolution frame (sharper than the official crop from the 720 copy), stylized in one
-batch and pasted back at full resolution through a feathered mask.
+as three pure stages over records (``realtime.records``): ``analyze`` (the work-size copy,
+faces with track ids, each head aligned to the 288 crop from the full-resolution frame,
+sharper than the official crop from the 720 copy), ``stylize`` (the background graph on the
+work-size copy, padded to 16 with white; the head graph on the crops, in one batch) and
+``composite`` (heads pasted back at full resolution through a feathered mask). The stream
+schedulers decide which frames the engines see; a still runs all three in a row.
 """
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -24,7 +22,10 @@ from .engine import MAX_HEAD_BATCH, load_engine, resolve_spec
 from .faces import Face, FaceFinder
 from .frames import CpuFrames, DeviceFrames
 from .models import resolve_face_model, resolve_style
-from .options import Options
+from .options import MODES, Mode, Options
+from .records import Analysis, Frame, Scene, Stylized
+from .stats import Timings
+from .tracking import FaceTracks
 
 PAD_MULTIPLE = 16
 
@@ -38,61 +39,58 @@ def work_shape(h: int, w: int, short_side: int) -> tuple[int, int]:
     return short_side, int(short_side * w / h)
 
 
-@dataclass
-class Work:
-    """One frame on its way through the stages. ``bgr`` and ``small`` (the work-size copy)
-    are NumPy for the face finder and optical flow; ``frame``, ``frame_small``, ``crops``,
-    ``stylized`` and ``heads`` live where the engines do (``Stylizer.frames``)."""
-
-    bgr: np.ndarray
-    small: np.ndarray
-    frame: Any = None
-    frame_small: Any = None
-    faces: list[Face] = field(default_factory=list)
-    matrices: list[np.ndarray] = field(default_factory=list)
-    crops: Any = None
-    stylized: Any = None  # the background graph's output, at work size
-    heads: Any = None
-
-
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Result:
-    """One stylized frame and what was found in it."""
+    """One stylized still and the faces found in it."""
 
     image: np.ndarray
-    faces: list[Face]
+    faces: tuple[Face, ...]
 
 
 class Stylizer:
     """Loads the style's engines once; ``stylizer(bgr)`` returns the cartoon of a BGR frame.
 
-    With the engines on a CUDA device, frames are uploaded once and stay there until the
-    composite is downloaded (``DeviceFrames``); ``device_frames`` forces that path on or off.
+    ``mode`` (``options.MODES``: image, file, live) sets how faces are found: one by one
+    for stills, tracked from frame to frame for video. With the engines on a CUDA device,
+    frames are uploaded once and stay there until the composite is downloaded
+    (``DeviceFrames``); ``device_frames`` forces that path on or off.
     """
 
     def __init__(
-        self, options: Options | None = None, log=print, video: bool = False, device_frames: bool | None = None
+        self,
+        options: Options | None = None,
+        log=print,
+        mode: str | Mode = "image",
+        device_frames: bool | None = None,
     ):
         self.options = o = options or Options()
+        self.mode = MODES[mode] if isinstance(mode, str) else mode
         log = None if o.quiet else log
-        self.timings: dict[str, list[float]] = defaultdict(list)
+        self.timings = Timings()
         self.models = resolve_style(o.style, o.model_dir, o.cache_dir, o.offline, o.quiet)
-        self.background_engine = None
-        if o.background == "cartoon":
-            spec = resolve_spec(o.backend, o.precision, o.engine_device, role="background")
-            self.background_engine = load_engine(self.models.background, spec, o.cache_dir, log, o.engine_threads)
-        self.head_engine = self.finder = self.alpha = None
-        if o.faces and o.max_faces > 0:
-            spec = resolve_spec(o.backend, o.precision, o.engine_device, role="head")
-            self.head_engine = load_engine(self.models.head, spec, o.cache_dir, log, o.engine_threads)
-            face_model = resolve_face_model(o.face_model, o.cache_dir, o.offline, o.quiet)
-            self.finder = FaceFinder(face_model, o.max_faces, video=video)
-            self.alpha = load_alpha(self.models.alpha) if self.models.alpha else None
+        self.background_engine = self.head_engine = self.finder = self.alpha = None
+        try:
+            if o.background == "cartoon":
+                spec = resolve_spec(o.backend, o.precision, o.engine_device, role="background")
+                self.background_engine = load_engine(self.models.background, spec, o.cache_dir, log, o.engine_threads)
+            if o.faces and o.max_faces > 0:
+                spec = resolve_spec(o.backend, o.precision, o.engine_device, role="head")
+                self.head_engine = load_engine(self.models.head, spec, o.cache_dir, log, o.engine_threads)
+                face_model = resolve_face_model(o.face_model, o.cache_dir, o.offline, o.quiet)
+                self.finder = FaceFinder(face_model, o.max_faces, video=self.mode.tracking)
+                self.alpha = load_alpha(self.models.alpha) if self.models.alpha else None
+        except BaseException:
+            self.close()  # what was loaded before the failure is released, not left to the collector
+            raise
         engines = [e for e in (self.background_engine, self.head_engine) if e is not None]
         device = engines[0].spec.device if engines else "cpu"
         if device_frames is None:
             device_frames = device.startswith("cuda")
         self.frames = DeviceFrames(device) if device_frames else CpuFrames()
+
+    def tracks(self) -> FaceTracks | None:
+        """A new tracker for one stream (None for stills): ids always, smoothing if asked."""
+        return FaceTracks(smoothing=self.options.smoothing > 0) if self.mode.tracking else None
 
     def warm_up(self, height: int, width: int, faces: int = 1) -> None:
         """Compile the engines for this frame size (and 1..``faces`` heads) before a stream
@@ -105,11 +103,9 @@ class Stylizer:
             for n in range(1, faces + 1):
                 f.run(self.head_engine, f.upload(np.full((n, CROP, CROP, 3), 128, np.uint8)))
 
-    @contextmanager
     def stage(self, name: str):
-        t = time.perf_counter()
-        yield
-        self.timings[name].append(time.perf_counter() - t)
+        """Time a stage: ``with stylizer.stage("faces"): ...``."""
+        return self.timings.measure(name)
 
     def background(self, small):
         """Run the background graph on a work-size frame: pad with white, run, crop."""
@@ -123,85 +119,100 @@ class Stylizer:
         batches = range(0, len(crops), MAX_HEAD_BATCH)
         return f.cat([f.run(self.head_engine, crops[i : i + MAX_HEAD_BATCH]) for i in batches])
 
-    def analyze(self, bgr: np.ndarray, timestamp_ms: int | None = None, tracks=None) -> Work:
-        """Shrink, find (and, with ``tracks``, smooth) faces, align and cut the head crops."""
+    def analyze(self, frame: Frame, tracks: FaceTracks | None = None, gray_width: int | None = None) -> Analysis:
+        """Shrink, find faces (``tracks``: follow them, with ids and smoothing; else ids by
+        order), align and cut the head crops; ``gray_width``: also the grey copy for flow."""
+        from .flow import small_gray
+
+        bgr = frame.image
         h, w = bgr.shape[:2]
         wh, ww = work_shape(h, w, self.options.work_size)
         small = bgr if (wh, ww) == (h, w) else cv2.resize(bgr, (ww, wh), interpolation=cv2.INTER_AREA)
-        work = Work(bgr, small)
-        work.frame = self.frames.upload(bgr)
-        work.frame_small = self.frames.work_copy(work.frame, small)
+        image = self.frames.upload(bgr)
+        image_small = self.frames.work_copy(image, small)
+        faces, matrices, crops = (), (), None
         if self.finder is not None:
             with self.stage("faces"):
-                faces = [f.scaled(w / ww) for f in self.finder.find(small, timestamp_ms)]
-                work.faces = tracks(faces, (timestamp_ms or 0) / 1000) if tracks is not None else faces
-                work.matrices = [align_matrix(f.points) for f in work.faces]
-                if work.faces:
-                    work.crops = self._crops(work, w / ww)
-        return work
+                found = [f.scaled(w / ww) for f in self.finder.find(small, round(frame.seconds * 1000))]
+                if tracks is not None:
+                    faces = tracks(found, frame.seconds)
+                else:
+                    faces = tuple(Face(f.points, f.oval, f.score, i + 1) for i, f in enumerate(found))
+                matrices = tuple(align_matrix(f.points) for f in faces)
+                if faces:
+                    crops = self._crops(image, image_small, matrices, w / ww)
+        gray = small_gray(bgr, gray_width) if gray_width else None
+        return Analysis(frame, small, image, image_small, faces, matrices, crops, gray)
 
-    def infer(self, work: Work, heads: bool = True, background: bool = True) -> Work:
-        """Run the engines: the background graph on the work copy, the head graph on the crops
-        (``heads``/``background`` False skip one, for a lower rate of it)."""
+    def stylize(self, analysis: Analysis, heads: bool = True, background: bool = True) -> Stylized:
+        """Run the engines: the background graph on the work copy, the head graph on every
+        face's crop (``heads``/``background`` False skip one, for a lower rate of it)."""
+        bg, by_track = None, {}
         if background and self.background_engine is not None:
             with self.stage("background"):
-                work.stylized = self.background(work.frame_small)  # at work size; compose scales it
-        if heads and work.crops is not None:
+                bg = self.background(analysis.image_small)  # at work size; compose scales it
+        if heads and analysis.crops is not None:
             with self.stage("heads"):
-                work.heads = self.heads(work.crops)
-        return work
+                out = self.heads(analysis.crops)
+            by_track = {t: out[i] for i, t in enumerate(analysis.tracks)}
+        return Stylized(analysis, bg, by_track)
 
-    def compose(self, work: Work) -> np.ndarray:
+    def compose(self, scene: Scene) -> np.ndarray:
         """The finished frame, as a NumPy array."""
-        return self.frames.download(self.composite(work))
+        return self.frames.download(self.composite(scene))
 
-    def composite(self, work: Work):
+    def composite(self, scene: Scene):
         """Heads over the chosen background, then the strength mix; left where the frames
-        live (the GPU with CUDA engines) for output smoothing before the download."""
-        o, f = self.options, self.frames
+        live (the GPU with CUDA engines) for output smoothing before the download. Each
+        face gets the head of its own track; a face without one gets none."""
+        o, f, a = self.options, self.frames, scene.analysis
         with self.stage("blend"):
-            canvas = background_under(f, work.frame, work.stylized, o.background, o.key_color)
-            if work.heads is not None and work.faces:
-                self._paste(canvas, work.faces, work.matrices, work.crops, work.heads)
+            canvas = background_under(f, a.image, scene.background, o.background, o.key_color)
+            self._paste(canvas, a, scene.heads)
             if o.strength < 1 and o.background != "key":  # key: strength mixes the heads only
-                canvas = f.mix(canvas, work.frame, o.strength)
+                canvas = f.mix(canvas, a.image, o.strength)
             return canvas
 
-    def run(self, bgr: np.ndarray, timestamp_ms: int | None = None) -> Result:
-        work = self.infer(self.analyze(bgr, timestamp_ms))
-        return Result(self.compose(work), work.faces)
+    def run(self, bgr: np.ndarray) -> Result:
+        """A still through all three stages."""
+        stylized = self.stylize(self.analyze(Frame.still(bgr)))
+        a = stylized.analysis
+        return Result(self.compose(Scene(a, stylized.background, stylized.heads)), a.faces)
 
     def __call__(self, bgr: np.ndarray) -> np.ndarray:
         return self.run(bgr).image
 
-    def _crops(self, work: Work, factor: float):
+    def _crops(self, image, image_small, matrices: tuple, factor: float):
         """Warp each face from the full-resolution frame, unless it would shrink by more than
         half there (linear warps alias): then from the work copy, as the official flow does."""
         crops = []
-        for m in work.matrices:
+        for m in matrices:
             if scale_of(m) < 0.5 and factor > 1:
                 ms = m.copy()
                 ms[:, :2] *= factor  # small-frame pixels -> full-frame pixels -> crop
-                crops.append(self.frames.crops(work.frame_small, [ms]))
+                crops.append(self.frames.crops(image_small, [ms]))
             else:
-                crops.append(self.frames.crops(work.frame, [m]))
+                crops.append(self.frames.crops(image, [m]))
         return self.frames.cat(crops)
 
-    def _paste(self, canvas, faces, matrices, crops, heads) -> None:
-        """Paste each head; heads from an earlier frame (a lower head rate) ride on this
-        frame's transforms, so they follow the face without ghosting."""
+    def _paste(self, canvas, a: Analysis, heads) -> None:
+        """Paste each face's own head (by track id), small faces first so a nearer face ends
+        on top; heads from an earlier frame ride on this frame's transforms, so they follow
+        the face without ghosting."""
         s = self.options.strength if self.options.background == "key" else 1.0
-        order = sorted(range(len(faces)), key=lambda i: scale_of(matrices[i]), reverse=True)  # small faces first
         f = self.frames
-        for i in order:
-            mask = self.alpha if self.alpha is not None else oval_mask(transform_points(matrices[i], faces[i].oval))
-            head = f.mix(heads[i], crops[i], s) if s < 1 else heads[i]
-            f.paste(canvas, head, mask, cv2.invertAffineTransform(matrices[i]))
+        chosen = [i for i, face in enumerate(a.faces) if face.track in heads]
+        for i in sorted(chosen, key=lambda i: scale_of(a.matrices[i]), reverse=True):
+            m = a.matrices[i]
+            mask = self.alpha if self.alpha is not None else oval_mask(transform_points(m, a.faces[i].oval))
+            head = heads[a.faces[i].track]
+            f.paste(canvas, f.mix(head, a.crops[i], s) if s < 1 else head, mask, cv2.invertAffineTransform(m))
 
     def close(self) -> None:
         for part in (self.background_engine, self.head_engine, self.finder):
             if part is not None:
                 part.close()
+        self.background_engine = self.head_engine = self.finder = None
 
     def __enter__(self) -> Stylizer:
         return self
@@ -210,4 +221,4 @@ class Stylizer:
         self.close()
 
 
-__all__ = ["CROP", "Result", "Stylizer", "Work", "work_shape"]
+__all__ = ["CROP", "Result", "Stylizer", "work_shape"]

@@ -1,12 +1,13 @@
-"""Sinks: where stylized frames go. Each is a small object with ``send(frame, image)`` and
-``close()``: a video file (PyAV, keeping the source's timestamps and audio), a virtual
-camera (pyvirtualcam), a preview window."""
+"""Sinks: where stylized frames go. Each is a small object with a lifetime: ``send(frame,
+image)``, and ``close()``, which may be called twice; as context managers they close on the
+way out. A video file (PyAV, keeping the source's timestamps and audio), a virtual camera
+(pyvirtualcam), a preview window, memory; ``BackgroundSink`` runs any of them on its own
+thread."""
 
 from __future__ import annotations
 
 import os
 import platform
-import queue
 import threading
 import time
 from fractions import Fraction
@@ -16,7 +17,34 @@ import av
 import numpy as np
 
 from .errors import InputError
-from .sources import Frame
+from .records import Frame
+from .transport import Slot
+
+
+class Sink:
+    """The shape every sink has. Subclasses implement ``send`` and ``_close``."""
+
+    _closed = False
+
+    def send(self, frame: Frame, image: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def close(self, complete: bool = True):
+        """Finish: ``complete`` says the stream ended as it should (False: it was stopped or
+        failed part-way). Only the first call does anything."""
+        if self._closed:
+            return None
+        self._closed = True
+        return self._close(complete)
+
+    def _close(self, complete: bool):
+        return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(complete=exc_type is None)
 
 # Containers whose muxers take the source's audio codec as is; others get AAC.
 _COPY_OK = {
@@ -27,12 +55,14 @@ _COPY_OK = {
 }
 
 
-class VideoFileSink:
+class VideoFileSink(Sink):
     """H.264 yuv420p into a temporary file next to ``path``, renamed on ``close()``.
 
     Video frames keep the source's pts and time base (variable frame rate survives); audio
     packets of ``audio_from`` are copied untouched, interleaved by time, or transcoded to AAC
-    where the container cannot hold their codec.
+    where the container cannot hold their codec. Leaving its ``with`` block on an exception
+    finishes the file with the frames so far (work done is kept; the caller says it is
+    partial), up to the last frame's time in the audio too.
     """
 
     def __init__(
@@ -61,6 +91,7 @@ class VideoFileSink:
         if codec in ("libx264", "libx265"):
             self.video.options = {"crf": str(crf), "preset": preset}
         self.frames = 0
+        self.written: Path | None = None  # where the finished file is, once closed
         self._last_seconds = 0.0
         self._audio_in = None
         self._audio_pairs: list = []
@@ -116,12 +147,13 @@ class VideoFileSink:
         self.frames += 1
         self._last_seconds = frame.seconds
 
-    def close(self, complete: bool = True) -> Path | None:
-        """Flush, finish the file and move it into place (also after an interruption: the
-        file then holds the frames so far and plays). With no frame written there is nothing
-        to play: the file is removed and None returned."""
+    def _close(self, complete: bool) -> Path | None:
+        """Flush, finish the file and move it into place (also after an interruption:
+        ``complete=False``, the file then holds the frames so far, audio up to the last of
+        them, and plays). With no frame written there is nothing to play: the file is removed
+        and None returned (``written`` keeps the answer)."""
         if self.frames == 0:
-            self.abort()
+            self._discard()
             return None
         self.out.mux(self.video.encode(None))
         self._mux_audio_until(None if complete else self._last_seconds)
@@ -132,26 +164,35 @@ class VideoFileSink:
         if self._audio_in is not None:
             self._audio_in.close()
         os.replace(self.tmp, self.path)
+        self.written = self.path
         return self.path
 
     def abort(self) -> None:
+        """Remove what was written (nothing reaches ``path``)."""
+        if not self._closed:
+            self._closed = True
+            self._discard()
+
+    def _discard(self) -> None:
         self.out.close()
+        if self._audio_in is not None:
+            self._audio_in.close()
         self.tmp.unlink(missing_ok=True)
 
 
-class BackgroundSink:
+class BackgroundSink(Sink):
     """Runs another sink on its own thread, so a slow one (a live recording's encoder) does
-    not hold up the others; its bounded queue pushes back rather than drop a frame."""
+    not hold up the others; its bounded slot pushes back rather than drop a frame."""
 
     def __init__(self, sink, maxsize: int = 8):
         self.sink = sink
         self.error: BaseException | None = None
-        self._queue: queue.Queue = queue.Queue(maxsize)
+        self._slot = Slot(maxsize)
         self._thread = threading.Thread(target=self._run, name=f"sink-{type(sink).__name__}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
+        for item in self._slot:
             if self.error is None:
                 try:
                     self.sink.send(*item)
@@ -161,13 +202,13 @@ class BackgroundSink:
     def send(self, frame: Frame, image: np.ndarray) -> None:
         if self.error is not None:
             raise self.error
-        self._queue.put((frame, image))
+        self._slot.put((frame, image))
 
-    def close(self, *args, **kwargs):
-        """Send what is queued, then close the sink (its own arguments pass through)."""
-        self._queue.put(None)
+    def _close(self, complete: bool):
+        """Send what is queued, then close the sink."""
+        self._slot.close()
         self._thread.join()
-        result = self.sink.close(*args, **kwargs)
+        result = self.sink.close(complete)
         if self.error is not None:
             raise self.error
         return result
@@ -177,7 +218,7 @@ def _rate(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-class VirtualCameraSink:
+class VirtualCameraSink(Sink):
     """A virtual webcam other apps (Zoom, Discord, OBS) can open, through pyvirtualcam."""
 
     def __init__(self, width: int, height: int, fps: float, backend: str | None = None):
@@ -194,7 +235,7 @@ class VirtualCameraSink:
     def send(self, frame: Frame, image: np.ndarray) -> None:
         self.cam.send(image)
 
-    def close(self) -> None:
+    def _close(self, complete: bool) -> None:
         self.cam.close()
 
 
@@ -210,7 +251,7 @@ def virtual_camera_hint() -> str:
     return "install OBS Studio (28+) and start its Virtual Camera once (or install Unity Capture)"
 
 
-class PreviewSink:
+class PreviewSink(Sink):
     """An OpenCV window with fps and latency; q or Esc closes it (``closed`` turns True)."""
 
     def __init__(self, title: str = "cartoon-cam"):
@@ -237,11 +278,11 @@ class PreviewSink:
         if self.cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             self.closed = True
 
-    def close(self) -> None:
+    def _close(self, complete: bool) -> None:
         self.cv2.destroyWindow(self.title)
 
 
-class MemorySink:
+class MemorySink(Sink):
     """Keeps what it is sent: for the Python API, the benchmark and tests."""
 
     def __init__(self):
@@ -251,6 +292,3 @@ class MemorySink:
     def send(self, frame: Frame, image: np.ndarray) -> None:
         self.frames.append(frame)
         self.images.append(image)
-
-    def close(self) -> None:
-        pass

@@ -1,37 +1,27 @@
 """Sources: frames with their timestamps, from files (PyAV), cameras, or files played live.
 
 Every frame carries its presentation time (``pts`` in the stream's ``time_base``) from the
-source to the sink, and, for live sources, the monotonic clock time it was captured, from
-which the sinks measure latency.
+source to the sink, and the monotonic clock time it was decoded or captured, from which
+latency is measured. Sources are small objects with a lifetime: context managers whose
+``close()`` may be called twice, which know their first frame (its size, something to prime
+the engines with) without opening the input a second time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
 from .errors import InputError
-
-
-@dataclass
-class Frame:
-    image: np.ndarray  # BGR uint8, upright
-    pts: int | None  # in ``time_base``
-    time_base: Fraction
-    index: int
-    captured: float  # time.monotonic() when decoded or captured
-
-    @property
-    def seconds(self) -> float:
-        return float((self.pts or 0) * self.time_base)
+from .records import Frame
+from .transport import END, Slot
 
 
 def _upright(frame: av.VideoFrame) -> np.ndarray:
@@ -46,27 +36,53 @@ def _upright(frame: av.VideoFrame) -> np.ndarray:
 
 class FileSource:
     """Every frame of a media file, in order, none dropped; a damaged tail ends the stream
-    and sets ``warning`` instead of raising."""
+    and sets ``warning`` instead of raising. Iterate it once."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise InputError(f"{self.path} is a folder; give a video file")
         if not self.path.is_file():
             raise InputError(f"{self.path} does not exist; check the path")
         try:
             self.container = av.open(str(self.path))
         except av.FFmpegError as e:
             raise InputError(f"{self.path} cannot be opened as media ({e})") from None
-        if not self.container.streams.video:
-            self.container.close()
-            raise InputError(f"{self.path} has no video stream; give a video file")
-        self.stream = self.container.streams.video[0]
+        self._closed = False
+        video = [s for s in self.container.streams.video if not _is_picture(s)]
+        if not video:
+            self.close()
+            kind = "only a cover picture, no video" if self.container_had_video else "no video stream"
+            raise InputError(f"{self.path} has {kind}; give a video file")
+        self.stream = video[0]
         self.stream.thread_type = "AUTO"
         self.time_base = self.stream.time_base
         self.fps = float(self.stream.average_rate or self.stream.guessed_rate or 25)
         self.frame_count = self.stream.frames or None
         self.warning: str | None = None
+        self._decoded = self._decode()
+        self._first: Frame | None = None
 
-    def __iter__(self) -> Iterator[Frame]:
+    @property
+    def container_had_video(self) -> bool:
+        return bool(self.container.streams.video)
+
+    @property
+    def first(self) -> Frame | None:
+        """The first frame (decoded now, and still the first one iteration gives)."""
+        if self._first is None:
+            self._first = next(self._decoded, None)
+        return self._first
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the frames, upright."""
+        if self.first is None:
+            raise InputError(f"{self.path} has no decodable video frame")
+        h, w = self.first.image.shape[:2]
+        return w, h
+
+    def _decode(self) -> Iterator[Frame]:
         i = 0
         try:
             for frame in self.container.decode(self.stream):
@@ -77,77 +93,141 @@ class FileSource:
         if self.warning is None and self.frame_count and i < self.frame_count:
             self.warning = f"{self.path.name} ends early: {i} of its {self.frame_count} frames are readable"
 
+    def __iter__(self) -> Iterator[Frame]:
+        if self._first is not None:
+            yield self._first
+        yield from self._decoded
+
     def close(self) -> None:
-        self.container.close()
+        if not self._closed:
+            self._closed = True
+            self.container.close()
+
+    def __enter__(self) -> FileSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _is_picture(stream) -> bool:
+    """An attached picture (cover art in an .mp3 or .m4a) is a video stream of one frame,
+    not a video."""
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
 
 
 MJPEG_OPTION = {"v4l2": "input_format", "dshow": "vcodec"}  # how each device demuxer is asked for MJPG
 
 
 class LiveSource:
-    """A live feed read on its own thread; ``latest()`` returns the newest frame and drops
-    the rest, so a slow consumer never makes the camera wait or the latency grow.
+    """A live feed read on its own thread into a newest-wins slot: ``latest()`` gives the
+    newest frame and the rest are dropped, so a slow consumer never makes the camera wait
+    or the latency grow. ``first`` is a frame read when it opens: its size, and something to
+    prime the engines with before the clock runs; frames are delivered from ``start()``.
+    Subclasses open the input, set ``first``, ``fps`` and ``time_base``, and implement
+    ``_read``."""
 
-    Cameras come through PyAV's device demuxers (v4l2, avfoundation, dshow) asking for MJPG
-    (a USB 2 camera gives 1280x720 at 30-60 fps in MJPG, often 10 fps uncompressed). A video
-    file plays at its own rate, as a camera would (``loop`` repeats it). ``first`` is a frame
-    read when it opens: its size, and something to prime the engines with before the clock runs.
-    A camera is read from the moment it opens, frames before ``start()`` thrown away: left
-    unread, the driver's buffers would fill (FFmpeg's v4l2 asks for many) and come out as a
-    burst of stale frames when the stream starts.
-    """
-
-    def __init__(
-        self,
-        device: str,
-        size: tuple[int, int] | None = None,
-        fps: float | None = None,
-        loop: bool = False,
-        mjpeg: bool = True,
-    ):
-        self.device, self.loop = device, loop
-        self._is_file = Path(device).is_file() and not device.startswith("/dev/")
-        self._open(size, fps, mjpeg)
-        self.fps_requested = fps
-        self._cond = threading.Condition()
-        self._latest: Frame | None = None
-        self._taken_index = -1
-        self.captured = 0
-        self._first_time = self._last_time = 0.0  # when the first and the latest frame were published
-        self.ended = False
-        self.error: str | None = None
+    def __init__(self, device: str):
+        self.device = device
+        self.first: Frame
+        self.fps: float = 30.0
+        self.time_base = None
+        self.error: str | None = None  # why it stopped early, if it did
+        self.warning: str | None = None  # something the user should know (a damaged file)
+        self._slot = Slot(1, newest_wins=True)
+        self._lock = threading.Lock()
+        self._captured, self._first_time, self._last_time = 0, 0.0, 0.0
         self._stop, self._started = threading.Event(), threading.Event()
-        self._thread = threading.Thread(target=self._reader, name="capture", daemon=True)
-        self._thread.start()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
     @property
     def frame_size(self) -> tuple[int, int]:
         """(width, height) of the frames it will deliver, known before ``start()``."""
         return self.first.image.shape[1], self.first.image.shape[0]
 
+    @property
+    def captured(self) -> int:
+        with self._lock:
+            return self._captured
+
+    @property
+    def delivered_fps(self) -> float:
+        """Frames per second the camera (or file) delivered since ``start()``."""
+        with self._lock:
+            span = self._last_time - self._first_time
+            return (self._captured - 1) / span if span > 0 else 0.0
+
     def start(self) -> LiveSource:
         """Begin delivering frames (a file starts playing now)."""
         self._started.set()
         return self
 
-    @property
-    def delivered_fps(self) -> float:
-        """Frames per second the camera (or file) delivered since ``start()``."""
-        with self._cond:
-            span = self._last_time - self._first_time
-            return (self.captured - 1) / span if span > 0 else 0.0
+    def _publish(self, frame: Frame) -> bool:
+        with self._lock:
+            self._captured += 1
+            self._first_time = self._first_time or frame.captured
+            self._last_time = frame.captured
+        return self._slot.put(frame)
 
-    def _open(self, size, fps, mjpeg) -> None:
-        if self._is_file:
-            self._source = FileSource(self.device)
-            self.time_base, self.fps = self._source.time_base, self._source.fps
-            peek = FileSource(self.device)
-            self.first = next(iter(peek), None)
-            peek.close()
-            if self.first is None:
-                raise InputError(f"{self.device} has no readable frame; give a playable video file")
+    def _run(self) -> None:
+        try:
+            self._read()
+        except av.FFmpegError as e:
+            self.error = f"{self.device} stopped: {e}"
+        finally:
+            self._slot.close()
+
+    def _read(self) -> None:
+        raise NotImplementedError
+
+    def latest(self, timeout: float = 5.0) -> Frame | None:
+        """The newest frame not yet taken (waits for one); None when the source has ended."""
+        try:
+            frame = self._slot.get(timeout)
+        except TimeoutError:
+            raise InputError(f"no frame from {self.device} in {timeout:.0f} s; is the camera in use?") from None
+        return None if frame is END else frame
+
+    def __iter__(self) -> Iterator[Frame]:
+        """The newest frame each time the consumer is ready, until the source ends."""
+        while (f := self.latest()) is not None:
+            yield f
+
+    def close(self) -> None:
+        if self._closed:
             return
-        fmt, name = camera_input(self.device)
+        self._closed = True
+        self._stop.set()
+        self._started.set()
+        self._slot.cancel()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        self._close_input()
+
+    def _close_input(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> LiveSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class CameraSource(LiveSource):
+    """A camera (or any FFmpeg input device) through PyAV's device demuxers (v4l2,
+    avfoundation, dshow), asking for MJPG first (a USB 2 camera gives 1280x720 at 30-60 fps
+    in MJPG, often 10 fps uncompressed). It is read from the moment it opens, frames before
+    ``start()`` thrown away: left unread, the driver's buffers would fill (FFmpeg's v4l2 asks
+    for many) and come out as a burst of stale frames when the stream starts."""
+
+    def __init__(
+        self, device: str, size: tuple[int, int] | None = None, fps: float | None = None, mjpeg: bool = True
+    ):
+        super().__init__(device)
+        self.fps_requested = fps
+        fmt, name = camera_input(device)
         options = {}
         if size:
             options["video_size"] = f"{size[0]}x{size[1]}"
@@ -163,54 +243,64 @@ class LiveSource:
             except (av.FFmpegError, OSError) as e:
                 if i == len(attempts) - 1 or isinstance(e, FileNotFoundError):
                     raise InputError(
-                        f"camera {self.device} cannot be opened ({e}); check it is connected and not in use, "
+                        f"camera {device} cannot be opened ({e}); check it is connected and not in use, "
                         "and try another --device (cartoon-cam --list-devices) or --size/--fps"
                     ) from None
         stream = self._container.streams.video[0]
         self.time_base = stream.time_base
         self.fps = float(stream.average_rate or fps or 30)
+        self._frames = self._container.decode(video=0)
         try:
-            frame = next(self._container.decode(video=0))
+            frame = next(self._frames)
         except (av.FFmpegError, StopIteration) as e:
             self._container.close()
-            raise InputError(f"camera {self.device} opened but sent no frame ({e}); is it in use?") from None
-        self.first = Frame(_upright(frame), frame.pts, frame.time_base or self.time_base, -1, time.monotonic())
+            raise InputError(f"camera {device} opened but sent no frame ({e}); is it in use?") from None
+        # Device clocks start anywhere (lavfi at 2 s, v4l2 at the uptime): timestamps are
+        # counted from the first frame delivered, so a recording starts at 0.
+        self.opened_pts = self.origin = frame.pts or 0
+        self.first = self._frame(frame, -1)
+        self._thread.start()
 
-    def _publish(self, frame: Frame) -> None:
-        with self._cond:
-            self._latest = frame
-            self.captured += 1
-            self._first_time = self._first_time or frame.captured
-            self._last_time = frame.captured
-            self._cond.notify_all()
+    def _frame(self, frame: av.VideoFrame, index: int) -> Frame:
+        pts = None if frame.pts is None else frame.pts - self.origin
+        return Frame(_upright(frame), pts, frame.time_base or self.time_base, index, time.monotonic())
 
-    def _reader(self) -> None:
-        try:
-            if self._is_file:
-                self._started.wait()  # close() sets it too
-                self._play_file()
-            else:
-                index = 0
-                for frame in self._container.decode(video=0):
-                    if self._stop.is_set():
-                        break
-                    if not self._started.is_set():
-                        continue  # drained, not kept: stale by the time anyone wants it
-                    self._publish(
-                        Frame(_upright(frame), frame.pts, frame.time_base or self.time_base, index, time.monotonic())
-                    )
-                    index += 1
-                if not self._stop.is_set():
-                    self.error = f"camera {self.device} stopped sending frames (unplugged, or taken by another app?)"
-        except av.FFmpegError as e:
-            self.error = f"camera {self.device} stopped: {e}"
-        finally:
-            with self._cond:
-                self.ended = True
-                self._cond.notify_all()
+    def _read(self) -> None:
+        index = 0
+        for frame in self._frames:
+            if self._stop.is_set():
+                return
+            if not self._started.is_set():
+                continue  # drained, not kept: stale by the time anyone wants it
+            if index == 0:
+                self.origin = frame.pts or 0
+            if not self._publish(self._frame(frame, index)):
+                return
+            index += 1
+        if not self._stop.is_set():
+            self.error = f"camera {self.device} stopped sending frames (unplugged, or taken by another app?)"
 
-    def _play_file(self) -> None:
-        """Release each frame at its own timestamp, like a camera; loop if asked."""
+    def _close_input(self) -> None:
+        self._container.close()
+
+
+class PlaybackSource(LiveSource):
+    """A video file played as a camera would deliver it: each frame released at its own
+    timestamp from ``start()``; ``loop`` repeats it with the timeline running on."""
+
+    def __init__(self, path: str | Path, loop: bool = False):
+        super().__init__(str(path))
+        self.loop = loop
+        self._source = FileSource(path)
+        if self._source.first is None:
+            self._source.close()
+            raise InputError(f"{path} has no readable frame; give a playable video file")
+        self.first = self._source.first
+        self.time_base, self.fps = self._source.time_base, self._source.fps
+        self._thread.start()
+
+    def _read(self) -> None:
+        self._started.wait()  # close() sets it too
         index, offset = 0, 0  # offset in time_base units: each loop continues the timeline
         start = time.monotonic()
         step = round(1 / (self.fps * self.time_base))
@@ -219,44 +309,32 @@ class LiveSource:
             for f in self._source:
                 if self._stop.is_set():
                     return
-                f.pts = (f.pts or 0) + offset
-                delay = start + f.seconds - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                last = f.pts
-                f.index, f.captured = index, time.monotonic()
-                self._publish(f)
+                pts = (f.pts or 0) + offset
+                delay = start + float(pts * f.time_base) - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    return
+                if not self._publish(dataclasses.replace(f, pts=pts, index=index, captured=time.monotonic())):
+                    return
+                last = pts
                 index += 1
+            self.warning = self._source.warning
             if not self.loop:
                 return
             offset = last + step
             self._source.close()
             self._source = FileSource(self.device)
 
-    def latest(self, timeout: float = 5.0) -> Frame | None:
-        """The newest frame not yet taken (waits for one); None when the source has ended."""
-        with self._cond:
-            ok = self._cond.wait_for(
-                lambda: (self._latest is not None and self._latest.index != self._taken_index) or self.ended, timeout
-            )
-            if not ok:
-                raise InputError(f"no frame from {self.device} in {timeout:.0f} s; is the camera in use?")
-            if self._latest is None or self._latest.index == self._taken_index:
-                return None
-            self._taken_index = self._latest.index
-            return self._latest
+    def _close_input(self) -> None:
+        self._source.close()
 
-    def __iter__(self) -> Iterator[Frame]:
-        """The newest frame each time the consumer is ready, until the source ends."""
-        while (f := self.latest()) is not None:
-            yield f
 
-    def close(self) -> None:
-        self._stop.set()
-        self._started.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
-        (self._source if self._is_file else self._container).close()
+def open_live(device: str, size: tuple[int, int] | None = None, fps: float | None = None, loop: bool = False):
+    """``--device``: a video file is played live (``PlaybackSource``), anything else is a camera."""
+    if Path(device).is_file() and not device.startswith("/dev/"):
+        return PlaybackSource(device, loop)
+    if loop:
+        raise InputError("--loop repeats a video file; --device names a camera here")
+    return CameraSource(device, size, fps)
 
 
 CAMERA_FORMAT = {"Linux": "v4l2", "Darwin": "avfoundation", "Windows": "dshow"}

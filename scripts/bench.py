@@ -30,12 +30,14 @@ from realtime.calibration import calibration_images
 from realtime.engine import PRECISIONS, EngineSpec, backend_names, get_backend, load_engine
 from realtime.faces import FaceFinder
 from realtime.models import find_model_files
-from realtime.options import LIVE_PRESET, VIDEO_PRESET, Options
+from realtime.options import MODES, Options
 from realtime.pipeline import Stylizer
 from realtime.quality import flicker
 from realtime.sinks import MemorySink
-from realtime.sources import FileSource
-from realtime.stream import StreamRunner
+from realtime.sources import FileSource, PlaybackSource
+from realtime.stream import Stream
+
+VIDEO_PRESET, LIVE_PRESET = dict(MODES["file"].preset), dict(MODES["live"].preset)
 
 # TensorFlow 1 frozen graph on this kind of 2-core machine (DESIGN §1), milliseconds per call.
 TENSORFLOW_MS = {(1, 288, 288): 123.0, (1, 720, 1280): 1290.0}
@@ -129,10 +131,8 @@ def generator_bench(args, console: Console) -> dict:
 
 
 def _clip(path: Path, n: int) -> list:
-    src = FileSource(path)
-    frames = [f for _, f in zip(range(n), src, strict=False)]
-    src.close()
-    return frames
+    with FileSource(path) as src:
+        return [f for _, f in zip(range(n), src, strict=False)]
 
 
 def _boxes(frames, face_model: Path) -> list[tuple[int, int, int, int]]:
@@ -168,15 +168,15 @@ def video_bench(model_dir: Path, face_model: Path, clip: Path, n: int, console: 
     ]
     rows = []
     for name, o, threaded in configs:
-        with Stylizer(o, video=True) as stylizer:
+        with Stylizer(o, mode="file") as stylizer:
             keep = MemorySink()
-            StreamRunner(stylizer, 0.0).run(frames[:1], [MemorySink()])  # warm-up: compile shapes, load models
+            Stream(stylizer, 0.0).run(frames[:1], [MemorySink()])  # warm-up: compile shapes, load models
             t = time.perf_counter()
             if threaded:
-                StreamRunner(stylizer).run(frames, [keep])
+                Stream(stylizer).run(frames, [keep])
             else:
                 for f in frames:
-                    keep.send(f, stylizer.run(f.image, round(f.seconds * 1000) + 1000).image)
+                    keep.send(f, stylizer.run(f.image).image)
             seconds = time.perf_counter() - t
         sources = [f.image for f in frames]
         rows.append(
@@ -211,26 +211,83 @@ class DeviceSink:
         pass
 
 
-def live_bench(model_dir: Path, face_model: Path, clip: Path, seconds: float, console: Console) -> dict:
-    """cartoon-cam's pipeline on the 720p25 clip played live and looped, as a camera would."""
-    from realtime.sources import LiveSource
+class MemoryWatch:
+    """The process's resident memory, sampled every second on its own thread."""
 
+    def __init__(self):
+        import threading
+
+        self.samples: list[tuple[float, float]] = []  # (seconds since start, MiB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._t0 = time.monotonic()
+
+    @staticmethod
+    def rss_mib() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.samples.append((time.monotonic() - self._t0, self.rss_mib()))
+
+    def __enter__(self) -> MemoryWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def growth(self, warm_up: float = 10.0) -> dict:
+        """RSS after warm-up and at the end, and the growth between, in MiB and percent."""
+        after = [m for t, m in self.samples if t >= warm_up] or [m for _, m in self.samples]
+        if not after:
+            return {}
+        start, end = after[0], after[-1]
+        return {
+            "rss_mib_after_warm_up": round(start, 1),
+            "rss_mib_end": round(end, 1),
+            "rss_mib_peak": round(max(after), 1),
+            "rss_growth_pct": round(100 * (end - start) / start, 2),
+        }
+
+
+def live_bench(model_dir: Path, face_model: Path, clip: Path, seconds: float, console: Console) -> dict:
+    """cartoon-cam's pipeline on a clip played live and looped, as a camera would."""
     o = Options(model_dir=model_dir, face_model=face_model, quiet=True, **LIVE_PRESET)
-    with Stylizer(o, video=True) as stylizer:
-        source = LiveSource(str(clip), loop=True)
-        runner = StreamRunner(stylizer, live=True)
-        stats = runner.run_live(source, [DeviceSink()], max_frames=int(seconds * source.fps))
-        source.close()
+    with MemoryWatch() as memory, Stylizer(o, mode="live") as stylizer, PlaybackSource(clip, loop=True) as source:
+        stream = Stream(stylizer)
+        stats = stream.run(source, [DeviceSink()], max_frames=int(seconds * source.fps))
     out = {
+        "clip": clip.name,
         **stats.summary(),
         "captured": source.captured,
         "source_fps": round(source.delivered_fps, 2),
-        "keyframes": runner.engines.keyframes,
+        "keyframes": stream.scheduler.keyframes,
         "dropped_pct": round(100 * stats.dropped / max(stats.frames + stats.dropped, 1), 2),
-        "stage_ms_median": {k: round(1000 * float(np.median(v)), 1) for k, v in stylizer.timings.items()},
+        "queue_peaks": stats.queue_peaks,
+        **memory.growth(),
+        "stage_ms_median": stylizer.timings.medians_ms(),
     }
     console.print(f"live: {out}")
     return out
+
+
+def live_clips(assets: Path, folder: Path) -> list[Path]:
+    """The live cases: the classroom clip (one face, 25 fps), two faces at 720p25 (one who
+    leaves and comes back every 1.5 s), and one face at 30 fps."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from media import frames_of, two_face_clip, write_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    two = folder / "two_faces_720p25.mp4"
+    if not two.exists():
+        two_face_clip(assets, two, seconds=12)
+    thirty = folder / "classroom_720p30.mp4"
+    if not thirty.exists():
+        write_video(thirty, frames_of(assets / "media/classroom_720p25.mp4"), fps=30)
+    return [assets / "media/classroom_720p25.mp4", two, thirty]
 
 
 def identity_psnr(identity_dir: Path, face_model: Path, clip: Path, n: int, background_interval: int = 1) -> float:
@@ -238,9 +295,22 @@ def identity_psnr(identity_dir: Path, face_model: Path, clip: Path, n: int, back
     carried background that drifted, would lose it."""
     frames = _clip(clip, n)
     keep = MemorySink()
-    with Stylizer(Options(model_dir=identity_dir, face_model=face_model, quiet=True), video=True) as stylizer:
-        StreamRunner(stylizer, background_interval=background_interval).run(frames, [keep])
+    with Stylizer(Options(model_dir=identity_dir, face_model=face_model, quiet=True), mode="file") as stylizer:
+        Stream(stylizer, background_interval=background_interval).run(frames, [keep])
     return float(np.mean([_psnr(a.image, b) for a, b in zip(frames, keep.images, strict=True)]))
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (figures from different machines must not be compared)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,11 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["cpu", "cuda"], help="only this device")
     parser.add_argument("--only", choices=["generator", "video", "live"], help="run one part")
     parser.add_argument("--frames", type=int, default=60, help="frames of the clip for the video part")
-    parser.add_argument("--live-seconds", type=float, default=12.0, help="how long to run the live measurement")
+    parser.add_argument("--live-seconds", type=float, default=12.0, help="how long to run each live measurement")
+    parser.add_argument("--live-clip", type=Path, action="append", help="live: only these clips (default: three cases)")
     args = parser.parse_args(argv)
 
     console = Console()
-    results: dict = {"cpu_count": os.cpu_count()}
+    results: dict = {"cpu_count": os.cpu_count(), "cpu": _cpu_name()}
     parts = {args.only} if args.only else {"generator", "video", "live"}
     face, clip = assets / "models/face_landmarker.task", assets / "media/classroom_720p25.mp4"
     if "generator" in parts:
@@ -286,12 +357,23 @@ def main(argv: list[str] | None = None) -> int:
             f"PSNR, {results['identity_psnr_db_video_preset']} dB with the cartoon-video preset's background interval"
         )
     if "live" in parts:
-        live = results["live"] = live_bench(args.model_dir, face, clip, args.live_seconds, console)
-        console.print(
-            f"cartoon-cam on the clip looped live: {live['fps']} fps out, {live['dropped_pct']}% dropped, "
-            f"latency p50 {live['latency_ms_p50']} ms / p99 {live['latency_ms_p99']} ms, "
-            f"{live['keyframes']} engine keyframes"
-        )
+        clips = args.live_clip or live_clips(assets, Path("bench-results/clips"))
+        results["live"] = [live_bench(args.model_dir, face, c, args.live_seconds, console) for c in clips]
+        table = Table(title=f"cartoon-cam on clips played live and looped ({args.live_seconds:.0f} s each)")
+        for col in ("clip", "fps out", "source fps", "dropped", "p50 ms", "p99 ms", "keyframes", "RSS growth"):
+            table.add_column(col, justify="right")
+        for r in results["live"]:
+            table.add_row(
+                r["clip"],
+                f"{r['fps']:.2f}",
+                f"{r['source_fps']:.2f}",
+                f"{r['dropped_pct']:.1f}%",
+                f"{r['latency_ms_p50']:.0f}",
+                f"{r['latency_ms_p99']:.0f}",
+                str(r["keyframes"]),
+                f"{r.get('rss_growth_pct', float('nan')):+.1f}%",
+            )
+        console.print(table)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))

@@ -16,7 +16,7 @@ from realtime.options import Options
 from realtime.pipeline import Stylizer
 from realtime.sinks import MemorySink
 from realtime.sources import FileSource
-from realtime.stream import StreamRunner
+from realtime.stream import Stream
 
 DEV = DeviceFrames("cpu")
 
@@ -73,8 +73,8 @@ def test_video_through_the_device_path(assets, tiny_models):
     outs = []
     for device_frames in (False, True):
         keep = MemorySink()
-        with Stylizer(o, video=True, device_frames=device_frames) as st:
-            StreamRunner(st, background_interval=2).run(frames, [keep])
+        with Stylizer(o, mode="file", device_frames=device_frames) as st:
+            Stream(st, background_interval=2).run(frames, [keep])
         outs.append(keep.images)
     assert len(outs[0]) == len(outs[1]) == 6
     assert min(psnr(a, b) for a, b in zip(*outs, strict=True)) > 40

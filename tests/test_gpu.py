@@ -50,6 +50,7 @@ def test_frames_stay_on_the_gpu_from_upload_to_download(assets):
     from realtime.imageio import read_image
     from realtime.options import Options
     from realtime.pipeline import Stylizer
+    from realtime.records import Frame, Scene
 
     portrait = read_image(asset(assets, "media/portrait_1024.png")).bgr
     o = Options(
@@ -61,8 +62,9 @@ def test_frames_stay_on_the_gpu_from_upload_to_download(assets):
     )
     with Stylizer(o) as st:
         assert isinstance(st.frames, DeviceFrames)
-        work = st.infer(st.analyze(portrait))
-        assert all(t.is_cuda for t in (work.frame, work.frame_small, work.crops, work.stylized, work.heads))
-        out = st.compose(work)
+        stylized = st.stylize(st.analyze(Frame.still(portrait)))
+        a = stylized.analysis
+        assert all(t.is_cuda for t in (a.image, a.image_small, a.crops, stylized.background, *stylized.heads.values()))
+        out = st.compose(Scene(a, stylized.background, stylized.heads))
     with Stylizer(o.replace(backend="torch", precision="fp32", engine_device="cpu")) as ref:
         assert psnr(out, ref(portrait)) > 35  # FP16 engines; the composition itself matches to >45 dB on CPU

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine import Backend, Engine, EngineSpec
+from ..records import tensor_of
 
 
 class TorchEngine(Engine):
@@ -22,7 +23,7 @@ class TorchEngine(Engine):
         self.model.generator.to(dtype)
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        return self.run_tensor(self._torch.from_numpy(images)).cpu().numpy()
+        return self.run_tensor(tensor_of(images)).cpu().numpy()
 
     def run_tensor(self, images):
         with self._torch.inference_mode():

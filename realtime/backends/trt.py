@@ -13,6 +13,7 @@ import numpy as np
 
 from ..engine import HEAD_SIZE, MAX_BACKGROUND_SIDE, MAX_HEAD_BATCH, Backend, Engine, EngineSpec
 from ..errors import BackendError
+from ..records import tensor_of
 
 
 def profile_shapes(role: str) -> tuple[tuple, tuple, tuple]:
@@ -58,7 +59,7 @@ class TensorRtEngine(Engine):
         return out
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        x = self._torch.from_numpy(images).to(self.device, non_blocking=True)
+        x = tensor_of(images).to(self.device, non_blocking=True)
         return self.run_tensor(x).cpu().numpy()
 
 

@@ -1,0 +1,86 @@
+"""Optical flow: how the picture moved, where that can be trusted, and carrying along it.
+
+Flow is computed on small grey copies (DIS, fast preset) and applied at any resolution.
+Carrying an image along flow is right only where the flow explains the picture; where it
+does not (a person walking in, a hand, a light switched on, new content at the border as
+the camera pans) warping moves stale pixels into places they never were. ``trust`` maps
+where the flow can be believed, so callers put something else there.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import cv2
+import numpy as np
+
+
+def small_gray(bgr: np.ndarray, width: int = 640) -> np.ndarray:
+    """The grey, at most ``width`` wide, copy that optical flow is computed on."""
+    h, w = bgr.shape[:2]
+    if w > width:
+        bgr = cv2.resize(bgr, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+
+
+class Flow:
+    """DIS optical flow (fast preset) and warping along it at any resolution. One per
+    thread: the OpenCV object keeps scratch state."""
+
+    def __init__(self):
+        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+
+    def backward(self, now: np.ndarray, then: np.ndarray) -> np.ndarray:
+        """For each pixel of grey ``now``, the offset to where it was in ``then``."""
+        return self.dis.calc(now, then, None)
+
+    @staticmethod
+    def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        """``image`` (of the earlier frame) moved to the later frame along ``flow``."""
+        h, w = image.shape[:2]
+        fh, fw = flow.shape[:2]
+        if (fh, fw) != (h, w):
+            flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
+            flow *= np.float32([w / fw, h / fh])
+            flow += _grid(h, w)  # absolute sampling positions, in place on our own copy
+        else:
+            flow = flow + _grid(h, w)
+        return cv2.remap(image, flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+@cache
+def _grid(h: int, w: int) -> np.ndarray:
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    grid = np.dstack([gx, gy])
+    grid.flags.writeable = False  # shared by every caller
+    return grid
+
+
+@cache
+def _trust_lut(tolerance: float) -> np.ndarray:
+    err = np.arange(256, dtype=np.float32)
+    return np.round(255 * np.exp(-((err / tolerance) ** 2))).astype(np.uint8)
+
+
+def trust(
+    now: np.ndarray, then: np.ndarray, flow: np.ndarray, tolerance: float = 16.0, speck: float = 0.025
+) -> np.ndarray:
+    """uint8 map (255: trust) of where ``then`` carried along ``flow`` matches grey ``now``.
+
+    A pixel is distrusted when the warped grey misses it by more than about ``tolerance``
+    grey levels (after a small blur, so sensor noise passes), or when its flow reaches
+    outside ``then`` (content that was not in view). Distrusted areas thinner than ``speck``
+    of the width (the flow's sub-pixel misses along moving edges) are dropped: what is left
+    is a change of the picture itself, grown by a few pixels and feathered, so a smear's
+    fringe goes with it and the seam does not show.
+    """
+    h, w = now.shape
+    err = cv2.absdiff(cv2.GaussianBlur(now, (5, 5), 1.0), cv2.GaussianBlur(Flow.warp(then, flow), (5, 5), 1.0))
+    doubt = 255 - cv2.LUT(err, _trust_lut(tolerance))
+    pos = flow + _grid(h, w)
+    outside = (pos[..., 0] < -0.5) | (pos[..., 0] > w - 0.5) | (pos[..., 1] < -0.5) | (pos[..., 1] > h - 0.5)
+    doubt[outside] = 255
+    k = max(3, round(speck * w) | 1)
+    opened = cv2.morphologyEx(doubt, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    grown = cv2.dilate(opened, np.ones((5, 5), np.uint8))
+    return 255 - cv2.GaussianBlur(grown, (0, 0), 2)

@@ -1,0 +1,133 @@
+"""The records a frame travels in, in the order it meets them.
+
+    Frame     (a source)        the picture and its timestamps
+    Analysis  (faces, align)    + the work-size copy, faces with track ids, their crops
+    Stylized  (engines)         + the background graph's output and a head per track
+    Scene     (a scheduler)     what the composite of one frame is made of
+
+Each is frozen and a new one is made per stage, so a record handed to another thread is
+never changed under it. NumPy arrays inside are made read-only as well (``readonly``):
+writing into one raises instead of corrupting what another thread reads. Torch tensors
+(frames on a GPU) cannot be locked; the code never writes into a tensor it was handed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+EMPTY: Mapping = MappingProxyType({})
+
+
+def readonly(a):
+    """``a`` locked against writes if it is a NumPy array (a view is locked, not its base)."""
+    if isinstance(a, np.ndarray) and a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
+def tensor_of(a: np.ndarray):
+    """A torch tensor viewing ``a`` (no copy), read-only or not: torch has no read-only
+    tensors and warns about them; nothing here writes into a tensor it was handed."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(a)
+
+
+def frozen_map(d: Mapping) -> Mapping:
+    """A read-only mapping whose array values are read-only too."""
+    return MappingProxyType({k: readonly(v) for k, v in d.items()})
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One picture from a source: BGR uint8, upright, read-only; its presentation time
+    (``pts`` in ``time_base``) goes with it to the sink; ``captured`` is the monotonic
+    clock when it was decoded or captured, from which latency is measured."""
+
+    image: np.ndarray
+    pts: int | None
+    time_base: Fraction
+    index: int
+    captured: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image", readonly(self.image))
+
+    @property
+    def seconds(self) -> float:
+        return float((self.pts or 0) * self.time_base)
+
+    @staticmethod
+    def still(image: np.ndarray) -> Frame:
+        """A photo as a frame (no timeline)."""
+        return Frame(image, None, Fraction(1), 0, time.monotonic())
+
+
+@dataclass(frozen=True, eq=False)
+class Analysis:
+    """A frame after the light stages. ``small`` (the work-size copy) and ``gray`` (the grey
+    copy optical flow runs on) are NumPy; ``image``, ``image_small`` and ``crops`` live where
+    the engines do (``Stylizer.frames``). ``faces[i]`` is aligned by ``matrices[i]`` and cut
+    as ``crops[i]``."""
+
+    frame: Frame
+    small: np.ndarray
+    image: Any
+    image_small: Any
+    faces: tuple = ()
+    matrices: tuple = ()
+    crops: Any = None
+    gray: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("small", "image", "image_small", "crops", "gray"):
+            object.__setattr__(self, name, readonly(getattr(self, name)))
+
+    @property
+    def tracks(self) -> tuple[int, ...]:
+        return tuple(f.track for f in self.faces)
+
+
+@dataclass(frozen=True, eq=False)
+class Stylized:
+    """What the engines made of one ``Analysis``: the background graph's output at work size
+    (None when it did not run) and the stylized head of each face, by track id."""
+
+    analysis: Analysis
+    background: Any = None
+    heads: Mapping = field(default_factory=lambda: EMPTY)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "background", readonly(self.background))
+        object.__setattr__(self, "heads", frozen_map(self.heads))
+
+
+@dataclass(frozen=True, eq=False)
+class Scene:
+    """Everything one output frame is composed of: its analysis, the stylized background
+    for it (work size; fresh, or carried from a keyframe), and the head to paste on each
+    face, by track id. A face with no head here gets none: the background shows there."""
+
+    analysis: Analysis
+    background: Any = None
+    heads: Mapping = field(default_factory=lambda: EMPTY)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "background", readonly(self.background))
+        object.__setattr__(self, "heads", frozen_map(self.heads))
+
+    @property
+    def frame(self) -> Frame:
+        return self.analysis.frame

@@ -1,0 +1,205 @@
+"""The live scheduler: the engines run beside the frame path, not in it.
+
+Whenever the engines are free they take the newest frame's ``Analysis`` (a snapshot nobody
+changes) and publish a new ``Keyframe``: the stylized head of each track in it and, every
+``background_every``-th time or at once after a large change, a fresh background. Every
+frame is composed from the newest keyframe, carried to it: each face gets the head of its
+own track on its own current transform (a face the keyframe lacks gets none, so the cartoon
+background shows there, never the person's photo), and the background follows optical flow
+where flow can be trusted. Where it cannot (someone walks in, a hand, a light, new content
+at the border of a pan) a stand-in is shown instead of a smear: the current frame, blurred
+and recoloured by the keyframe's own source-to-cartoon colour map, until the engines
+deliver the fresh background this change asked for.
+
+The frame rate is then that of the light stages (capture, faces, compose); the engines'
+speed sets only how fresh the cartoon is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..flow import Flow, trust
+from ..records import Analysis, Scene, frozen_map, readonly
+from ..transport import END, Slot
+
+FLOW_WIDTH = 320  # live trades flow accuracy for time
+CHANGED = 128  # trust below this (of 255) counts as changed
+REFRESH_AREA = 0.03  # changed share of the frame that asks the engines for a fresh background at once
+STAND_IN_SIGMA = 1.0  # work-size pixels: the stand-in is softened about as much as the cartoon
+
+
+@dataclass(frozen=True, eq=False)
+class Keyframe:
+    """The newest engine results and what carrying them to later frames needs: the grey
+    copy of the frame the background was made from, the background, its colour map (3x4,
+    source BGR to stylized BGR, least squares over that frame) and the newest head of each
+    track, with the frame index they were made from."""
+
+    gray: np.ndarray | None
+    background: object
+    colours: np.ndarray | None
+    heads: Mapping
+    index: int
+
+    def __post_init__(self) -> None:
+        for name in ("gray", "background", "colours"):
+            object.__setattr__(self, name, readonly(getattr(self, name)))
+        object.__setattr__(self, "heads", frozen_map(self.heads))
+
+
+class LiveScheduler:
+    """Dresses each ``Analysis`` with the newest ``Keyframe`` (``__call__``, on the frame
+    path's thread) while its own thread keeps the engines busy on the newest frame.
+
+    A context manager: ``prime`` (optional) makes the first keyframe before the clock runs,
+    ``start`` starts the engine thread, ``close`` stops it. Threads share only the request
+    slot (newest wins), the published keyframe (replaced whole, never changed) and an event.
+    """
+
+    def __init__(self, stylizer, background_every: int = 1, priority: int = 10):
+        self.stylizer = stylizer
+        self.background_every = max(1, background_every)
+        self.priority = priority
+        self.gray_width = FLOW_WIDTH
+        self._requests = Slot(1, newest_wins=True)
+        self._published = threading.Condition()
+        self._latest: Keyframe | None = None
+        self._refresh = threading.Event()
+        self._error: BaseException | None = None
+        self._runs = 0  # engine runs; touched by the engine thread only (and by prime, before it starts)
+        self._flow = Flow()  # frame path only
+        self._thread = threading.Thread(target=self._run, name="engines", daemon=True)
+
+    @property
+    def latest(self) -> Keyframe | None:
+        return self._latest
+
+    @property
+    def keyframes(self) -> int:
+        """How many keyframes the engines have made (a count for reports; read, never relied on)."""
+        return self._runs
+
+    def prime(self, a: Analysis) -> None:
+        """Make the first keyframe now, on the calling thread (before ``start``)."""
+        self._step(a)
+
+    def start(self) -> LiveScheduler:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._requests.cancel()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> LiveScheduler:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __call__(self, a: Analysis) -> list[Scene]:
+        """This frame's scene from the newest keyframe; the frame goes to the engines too."""
+        self._requests.put(a)
+        kf = self._wait_first()
+        background = None
+        if kf.background is not None:
+            with self.stylizer.stage("carry"):
+                background = self._carry(kf, a)
+        heads = {t: kf.heads[t] for t in a.tracks if t in kf.heads}
+        return [Scene(a, background, heads)]
+
+    def _wait_first(self) -> Keyframe:
+        with self._published:
+            self._published.wait_for(lambda: self._latest is not None or self._error is not None)
+        if self._error is not None:
+            raise self._error
+        return self._latest
+
+    def _carry(self, kf: Keyframe, a: Analysis):
+        """The keyframe's background moved to this frame along optical flow, with the
+        stand-in where the flow does not explain the picture."""
+        f = self.stylizer.frames
+        flow = self._flow.backward(a.gray, kf.gray)
+        carried = f.along_flow(kf.background, flow)
+        ok = trust(a.gray, kf.gray, flow)
+        changed = float(np.mean(ok < CHANGED))
+        if changed > REFRESH_AREA:
+            self._refresh.set()  # the engines' next run makes a fresh background
+        if changed == 0.0:
+            return carried
+        headless = [face for face in a.faces if face.track not in kf.heads]
+        return f.blend(carried, stand_in(f, a, kf.colours, headless), ok)
+
+    def _run(self) -> None:
+        _lower_priority(self.priority)
+        try:
+            while (a := self._requests.get()) is not END:
+                self._step(a)
+        except BaseException as e:  # raised in the frame path at its next frame
+            with self._published:
+                self._error = e
+                self._published.notify_all()
+
+    def _step(self, a: Analysis) -> None:
+        """Run the engines on ``a`` and publish the results as the newest keyframe."""
+        old = self._latest
+        fresh_bg = old is None or self._runs % self.background_every == 0 or self._refresh.is_set()
+        if fresh_bg:
+            self._refresh.clear()
+        stylized = self.stylizer.stylize(a, background=fresh_bg)
+        if fresh_bg and stylized.background is not None:
+            colours = colour_map(a.small, self.stylizer.frames.download(stylized.background))
+            kf = Keyframe(a.gray, stylized.background, colours, stylized.heads, a.frame.index)
+        elif old is not None:
+            kf = Keyframe(old.gray, old.background, old.colours, stylized.heads, a.frame.index)
+        else:
+            kf = Keyframe(None, None, None, stylized.heads, a.frame.index)
+        with self._published:
+            self._latest = kf
+            self._runs += 1
+            self._published.notify_all()
+
+
+def colour_map(source: np.ndarray, stylized: np.ndarray, step: int = 4) -> np.ndarray:
+    """The 3x4 affine map from source BGR to stylized BGR that fits best (least squares, on
+    every ``step``-th pixel): how this style recolours this scene, for the stand-in."""
+    x = source[::step, ::step].reshape(-1, 3).astype(np.float32)
+    y = stylized[::step, ::step].reshape(-1, 3).astype(np.float32)
+    xa = np.hstack([x, np.ones((len(x), 1), np.float32)])
+    m, *_ = np.linalg.lstsq(xa, y, rcond=None)
+    return readonly(m.T.astype(np.float32))
+
+
+def stand_in(frames, a: Analysis, colours: np.ndarray, headless=()):
+    """What is shown where a carried background cannot be trusted: this frame at work size,
+    softened and in the keyframe's colours, with the faces in ``headless`` (those not yet
+    stylized) blurred past recognition: a face never shows as a photo."""
+    image = frames.blur(a.image_small, STAND_IN_SIGMA)
+    h, w = a.small.shape[:2]
+    scale = w / a.frame.image.shape[1]
+    for face in headless:
+        x0, y0, x1, y1 = face.box()
+        cx, cy, r = (x0 + x1) / 2 * scale, (y0 + y1) / 2 * scale, max(x1 - x0, y1 - y0) * scale * 0.75
+        box = (max(int(cx - r), 0), max(int(cy - r), 0), min(int(cx + r) + 1, w), min(int(cy + r) + 1, h))
+        if box[2] - box[0] > 1 and box[3] - box[1] > 1:
+            image = frames.obscure(image, box)
+    return frames.recolour(image, colours)
+
+
+def _lower_priority(by: int) -> None:
+    """Give the calling thread way to the frame path: when both want a core, a late frame
+    is a dropped frame, a late keyframe only a slightly older cartoon. Linux only (a thread
+    is a task there, so this touches no other thread; CPU engines run in their caller)."""
+    if by and sys.platform.startswith("linux"):
+        tid = threading.get_native_id()
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + by, 19))
