@@ -101,9 +101,16 @@ class Backend(ABC):
         return "cpu"
 
     @classmethod
+    def runtime_id(cls) -> dict[str, str]:
+        """What, besides the ONNX file and the device, decides whether a built artifact still
+        loads: by default the installed versions of the backend's packages."""
+        return _versions(cls.needs)
+
+    @classmethod
     @abstractmethod
-    def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path) -> Path:
-        """Write the artifact for ``spec`` into ``out_dir`` and return its path."""
+    def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path, shared: Path) -> Path:
+        """Write the artifact for ``spec`` into ``out_dir`` and return its path; ``shared``
+        is the engine cache folder, for what builds share (TensorRT's timing cache)."""
 
     @classmethod
     @abstractmethod
@@ -139,14 +146,17 @@ def resolve_spec(
     if role not in ROLES:
         raise BackendError(f"unknown engine role {role!r}; expected one of {ROLES}")
     if backend == "auto":
+        reasons = []
         for name in AUTO_ORDER:
             b = get_backend(name)
             dev = b.default_device() if device == "auto" else device
             if name == "onnxruntime" and not dev.startswith("cuda"):
                 continue  # on CPU OpenVINO is faster; ORT-CPU stays available by name
-            if b.unavailable(dev) is None and (precision == "auto" or precision in b.precisions):
+            if (reason := b.unavailable(dev)) is None and (precision == "auto" or precision in b.precisions):
                 return resolve_spec(name, precision, dev, role)
-        raise BackendError("no inference backend is usable; pip install openvino (or torch)")
+            reasons.append(f"{name}: {reason or f'no {precision}'}")
+        where = "here" if device == "auto" else f"on {device}"
+        raise BackendError(f"no inference backend runs {where} ({'; '.join(reasons)})")
     b = get_backend(backend)
     dev = b.default_device() if device == "auto" else device
     if reason := b.unavailable(dev):
@@ -177,13 +187,20 @@ def _versions(dists: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def device_index(device: str) -> int:
+    """N of ``cuda:N`` (0 for ``cuda``)."""
+    return int(device.split(":")[1]) if ":" in device else 0
+
+
 def _device_id(device: str) -> str:
-    """Engines built for one GPU model do not run on another; key the cache by its name."""
+    """A plan built for one GPU architecture does not load on another: key the cache by the
+    GPU's name and compute capability."""
     if device.startswith("cuda"):
         import torch
 
-        idx = int(device.split(":")[1]) if ":" in device else 0
-        return f"{device}:{torch.cuda.get_device_name(idx)}:{torch.version.cuda}"
+        idx = device_index(device)
+        major, minor = torch.cuda.get_device_capability(idx)
+        return f"{torch.cuda.get_device_name(idx)} sm_{major}{minor}"
     return f"cpu:{platform.machine()}"
 
 
@@ -193,9 +210,8 @@ def artifact_key(graph: Path, spec: EngineSpec) -> dict:
         "graph_sha256": file_sha256(Path(graph).resolve()),
         **asdict(spec),
         "device_id": _device_id(spec.device),
-        "onnx_opset": ONNX_OPSET,
-        "onnx_revision": ONNX_REVISION,
-        "versions": _versions(("torch", *b.needs)),
+        "onnx": _onnx_key(graph, fp16=b.typed_onnx and spec.precision == "fp16"),
+        "runtime": b.runtime_id(),
         "python": sys.version.split()[0],
     }
 
@@ -219,19 +235,24 @@ def _atomic_dir(final: Path, fill) -> Path:
     return final
 
 
-def export_onnx(graph: Path, root: str | Path | None = None, fp16: bool = False) -> Path:
-    """The graph as ONNX (uint8 NHWC in/out; dynamic batch, height, width), cached by its hash.
-    ``fp16``: the generator in float16, the guided filter in float32, as the torch backend runs
-    FP16; for a runtime that takes its precision from the file's own types (TensorRT)."""
-    from .generator import DCTNet
-
-    key = {
+def _onnx_key(graph: Path, fp16: bool) -> dict:
+    """What the ONNX export depends on: the graph, the exporter (torch) and our export code."""
+    return {
         "graph_sha256": file_sha256(Path(graph).resolve()),
         "opset": ONNX_OPSET,
         "revision": ONNX_REVISION,
         "fp16": fp16,
         "versions": _versions(("torch",)),
     }
+
+
+def export_onnx(graph: Path, root: str | Path | None = None, fp16: bool = False) -> Path:
+    """The graph as ONNX (uint8 NHWC in/out; dynamic batch, height, width), cached by its hash.
+    ``fp16``: the generator in float16, the guided filter in float32, as the torch backend runs
+    FP16; for a runtime that takes its precision from the file's own types (TensorRT)."""
+    from .generator import DCTNet
+
+    key = _onnx_key(graph, fp16)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     final = cache_dir(root) / "engines" / f"onnx-{'fp16-' if fp16 else ''}{digest}"
 
@@ -264,6 +285,13 @@ def export_onnx(graph: Path, root: str | Path | None = None, fp16: bool = False)
     return final / "model.onnx"
 
 
+def artifact_dir(graph: str | Path, spec: EngineSpec, root: str | Path | None = None) -> Path:
+    """The cache folder that holds (or will hold) the artifact for ``spec``."""
+    key = artifact_key(Path(graph), spec)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return cache_dir(root) / "engines" / f"{spec.backend}-{spec.precision}-{spec.role}-{digest}"
+
+
 def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, log=print) -> Path:
     """Return the cached artifact for ``spec``, building it (and the ONNX export) if needed."""
     graph = Path(graph)
@@ -271,8 +299,7 @@ def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, l
     if not b.builds:
         return graph
     key = artifact_key(graph, spec)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    final = cache_dir(root) / "engines" / f"{spec.backend}-{spec.precision}-{spec.role}-{digest}"
+    final = artifact_dir(graph, spec, root)
     marker = final / "key.json"
     if marker.exists():
         return final / json.loads(marker.read_text())["artifact"]
@@ -284,7 +311,7 @@ def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, l
         )
 
     def fill(tmp: Path) -> None:
-        artifact = b.build(graph, spec, tmp, onnx)
+        artifact = b.build(graph, spec, tmp, onnx, cache_dir(root) / "engines")
         marker_tmp = tmp / "key.json"
         marker_tmp.write_text(json.dumps({**key, "artifact": artifact.name}, indent=1))
 
@@ -296,6 +323,20 @@ def load_engine(
     graph: str | Path, spec: EngineSpec, root: str | Path | None = None, log=print, threads: int = 0
 ) -> Engine:
     """Build (once, cached) and open the engine for ``graph`` under ``spec``; ``threads`` > 0
-    caps its CPU threads (live mode leaves a core to the frame path)."""
+    caps its CPU threads (live mode leaves a core to the frame path). A cached artifact that
+    no longer loads (damaged on disk, or made by a runtime the key could not tell apart) is
+    built again, once, and the log says so."""
+    b = get_backend(spec.backend)
     artifact = build(graph, spec, root, log)
-    return get_backend(spec.backend).load(Path(graph), spec, artifact, threads)
+    try:
+        return b.load(Path(graph), spec, artifact, threads)
+    except Exception as e:
+        if not b.builds:
+            raise
+        if log:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            log(f"the cached {spec.backend} engine in {artifact.parent} does not load ({reason[:200]}); rebuilding it")
+        import shutil
+
+        shutil.rmtree(artifact.parent, ignore_errors=True)
+        return b.load(Path(graph), spec, build(graph, spec, root, log), threads)

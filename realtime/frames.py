@@ -6,9 +6,18 @@ device: with the engines on CUDA (TensorRT, torch) a frame is uploaded once, shr
 into head crops, stylized, composed and carried along flow there, and downloaded once. The
 same torch code runs on the CPU device, where the tests hold it to ``CpuFrames``. Warps
 follow OpenCV's conventions (pixel centres on integers, ``m`` maps source to destination).
+
+On CUDA every thread that touches frames works on a stream of its own (``thread_stream``),
+so one stage's downloads never queue behind another's inference; a stage ``settle``s its
+stream before it hands a frame on or lets go of one another thread made (torch's caching
+allocator would otherwise reuse memory a kernel on another stream still reads). Uploads and
+downloads go through pinned host memory, and stage times come from CUDA events.
 """
 
 from __future__ import annotations
+
+import threading
+from contextlib import contextmanager, nullcontext
 
 import cv2
 import numpy as np
@@ -23,6 +32,18 @@ from .records import tensor_of
 
 class CpuFrames:
     """Frames as NumPy arrays (the CPU engines take and give them)."""
+
+    @staticmethod
+    def thread_stream():
+        return nullcontext()
+
+    @staticmethod
+    def settle() -> None:
+        """Nothing runs behind the CPU's back."""
+
+    @staticmethod
+    def measure(timings, name: str):
+        return timings.measure(name)
 
     @staticmethod
     def upload(image: np.ndarray) -> np.ndarray:
@@ -106,13 +127,49 @@ class DeviceFrames:
 
     def __init__(self, device: str | torch.device):
         self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self._local = threading.local()  # per thread: CUDA-event timings not yet read
+
+    def thread_stream(self):
+        """Run the calling thread's frame work on a CUDA stream of its own, while in the block."""
+        return torch.cuda.stream(torch.cuda.Stream(self.device)) if self.cuda else nullcontext()
+
+    def settle(self) -> None:
+        """Wait for the calling thread's stream, then read its pending stage timings."""
+        if self.cuda:
+            torch.cuda.current_stream(self.device).synchronize()
+            for timings, name, start, end in getattr(self._local, "pending", ()):
+                timings.add(name, start.elapsed_time(end) / 1000)
+            self._local.pending = []
+
+    @contextmanager
+    def measure(self, timings, name: str):
+        """Time a stage by CUDA events (the launch returns at once; the kernels run later)."""
+        if not self.cuda:
+            with timings.measure(name):
+                yield
+            return
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        yield
+        end.record()
+        if not hasattr(self._local, "pending"):
+            self._local.pending = []
+        self._local.pending.append((timings, name, start, end))
 
     def upload(self, image: np.ndarray) -> torch.Tensor:
-        return tensor_of(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
+        t = tensor_of(np.ascontiguousarray(image))
+        if self.cuda:
+            t = t.pin_memory()  # torch keeps the pinned block until the async copy has run
+        return t.to(self.device, non_blocking=True)
 
-    @staticmethod
-    def download(image: torch.Tensor) -> np.ndarray:
-        return image.cpu().numpy()
+    def download(self, image: torch.Tensor) -> np.ndarray:
+        if not self.cuda:
+            return image.numpy()
+        host = torch.empty(image.shape, dtype=image.dtype, pin_memory=True)
+        host.copy_(image, non_blocking=True)
+        self.settle()  # the copy (and all before it on this stream) has landed
+        return host.numpy()
 
     @staticmethod
     def run(engine, images: torch.Tensor) -> torch.Tensor:

@@ -104,8 +104,8 @@ class Stylizer:
                 f.run(self.head_engine, f.upload(np.full((n, CROP, CROP, 3), 128, np.uint8)))
 
     def stage(self, name: str):
-        """Time a stage: ``with stylizer.stage("faces"): ...``."""
-        return self.timings.measure(name)
+        """Time a stage: ``with stylizer.stage("faces"): ...`` (CUDA work by CUDA events)."""
+        return self.frames.measure(self.timings, name)
 
     def background(self, small):
         """Run the background graph on a work-size frame: pad with white, run, crop."""

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from .stats import Histogram
@@ -102,11 +103,13 @@ class Slot:
 @dataclass(frozen=True)
 class Stage:
     """One step of a line: ``fn`` turns an item into a list of items (none: it holds it
-    back; several: it releases held ones); ``flush`` gives what it still holds at the end."""
+    back; several: it releases held ones); ``flush`` gives what it still holds at the end.
+    ``context`` is entered by the stage's thread for its lifetime (a CUDA stream of its own)."""
 
     name: str
     fn: Callable[[object], list]
     flush: Callable[[], list] | None = None
+    context: Callable[[], AbstractContextManager] = nullcontext
 
 
 class _Worker(threading.Thread):
@@ -116,19 +119,23 @@ class _Worker(threading.Thread):
 
     def run(self) -> None:
         try:
-            for item in self.inbox:
-                for out in self.stage.fn(item):
-                    if not self.outbox.put(out):
-                        return
-            if self.inbox.cancelled:
-                return
-            if self.stage.flush is not None:
-                for out in self.stage.flush():
-                    if not self.outbox.put(out):
-                        return
-            self.outbox.close()
+            with self.stage.context():
+                self._loop()
         except BaseException as e:  # handed to the caller's thread, which re-raises it
             self.on_error(e)
+
+    def _loop(self) -> None:
+        for item in self.inbox:
+            for out in self.stage.fn(item):
+                if not self.outbox.put(out):
+                    return
+        if self.inbox.cancelled:
+            return
+        if self.stage.flush is not None:
+            for out in self.stage.flush():
+                if not self.outbox.put(out):
+                    return
+        self.outbox.close()
 
 
 @dataclass

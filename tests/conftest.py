@@ -72,6 +72,24 @@ def assert_faithful(got: np.ndarray, want: np.ndarray, what: str) -> None:
     assert diff.max() <= 1 and exact >= 0.999, f"{what}: max diff {diff.max()}, exact {exact:.5f}"
 
 
+@pytest.fixture(autouse=True)
+def cpu_only(request, monkeypatch):
+    """Tests not marked ``gpu`` run on the CPU even where CUDA exists: they assert what the
+    CPU paths do (``auto`` picks OpenVINO, TensorRT is refused, frames are NumPy). CUDA is
+    hidden from this process's checks and from the subprocesses the tests start."""
+    if "gpu" in request.keywords:
+        return
+    import sys
+
+    import onnxruntime
+    import torch
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # `import tensorrt` raises ImportError
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

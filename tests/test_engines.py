@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from conftest import GOLDEN_CASES, assert_faithful, asset, goldens, psnr
 
-from realtime.engine import EngineSpec, artifact_key, build, load_engine, resolve_spec
+import realtime.engine as engine_module
+from realtime.engine import EngineSpec, artifact_dir, artifact_key, build, get_backend, load_engine, resolve_spec
 from realtime.errors import BackendError, InputError
 
 CPU_BACKENDS = ["torch", "onnxruntime", "openvino"]
@@ -72,10 +73,37 @@ def test_artifacts_are_cached_and_keyed(assets, session_cache):
     assert first == again and first.is_file() and first.is_relative_to(session_cache)
     assert len(messages) <= 1  # built at most once (an earlier test may have built it)
     key = json.loads((first.parent / "key.json").read_text())
-    assert key["precision"] == "fp32" and key["role"] == "head" and "openvino" in key["versions"]
+    assert key["precision"] == "fp32" and key["role"] == "head" and "openvino" in key["runtime"]
     other = artifact_key(graph, EngineSpec("openvino", "int8", "cpu", "head"))
     assert other != artifact_key(graph, spec)
     assert artifact_key(asset(assets, HEAD), spec)["graph_sha256"] != key["graph_sha256"]
+
+
+def test_the_key_is_the_runtime_and_the_onnx_it_was_built_from(assets, monkeypatch):
+    """A plan is keyed by what it loads on (the backend's runtime version; for TensorRT its
+    own version and the GPU's compute capability) and by the ONNX export it came from (which
+    the exporter's version and our export revision decide), not by unrelated packages."""
+    graph = asset(assets, "fixtures/dctnet_tiny.pb")
+    spec = EngineSpec("openvino", "fp32", "cpu", "head")
+    key = artifact_key(graph, spec)
+    assert set(key["runtime"]) == {"openvino", "nncf"} and key["onnx"]["revision"] == engine_module.ONNX_REVISION
+    monkeypatch.setattr(get_backend("openvino"), "runtime_id", classmethod(lambda cls: {"openvino": "2099.1"}))
+    assert artifact_key(graph, spec) != key
+
+
+def test_a_damaged_cached_engine_is_rebuilt(assets, tmp_path):
+    """A cached artifact that no longer loads (a truncated model.bin) is built again, once,
+    with a line that says so; the output is what the healthy engine gave."""
+    graph = asset(assets, "fixtures/dctnet_tiny.pb")
+    spec = EngineSpec("openvino", "fp32", "cpu", "head")
+    x = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    want = load_engine(graph, spec, tmp_path, log=None)(x)
+    weights = artifact_dir(graph, spec, tmp_path) / "model.bin"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    log: list[str] = []
+    got = load_engine(graph, spec, tmp_path, log=log.append)(x)
+    assert (got == want).all()
+    assert len([m for m in log if "does not load" in m and "rebuilding" in m]) == 1
 
 
 def test_auto_and_explicit_choices():

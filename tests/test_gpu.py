@@ -19,10 +19,18 @@ HEAD = "models/dctnet/random/cartoon_anime_h.pb"
 @pytest.mark.parametrize("backend", ["tensorrt", "onnxruntime", "torch"])
 @pytest.mark.parametrize("graph,golden", GOLDEN_CASES[1:3], ids=["head", "background"])
 def test_fp32_on_gpu_matches_tensorflow(assets, backend, graph, golden):
+    """FP32 on the GPU is TensorFlow's FP32 (TF32 off in cuDNN, ONNX Runtime and TensorRT).
+    A TensorRT head engine takes only 288x288 crops (its profile): other goldens are not its."""
     role = "background" if "bg" in graph else "head"
     engine = load_engine(asset(assets, graph), EngineSpec(backend, "fp32", "cuda", role), log=None)
+    checked = 0
     for i, (inp, want, _) in enumerate(goldens(asset(assets, golden))):
+        if backend == "tensorrt" and role == "head" and inp.shape[:2] != (288, 288):
+            continue
         assert_faithful(engine(inp[None])[0], want, f"{backend} cuda {golden} {i}")
+        checked += 1
+    assert checked >= 1
+    engine.close()
 
 
 @pytest.mark.parametrize("backend", ["tensorrt", "torch"])
@@ -68,3 +76,57 @@ def test_frames_stay_on_the_gpu_from_upload_to_download(assets):
         out = st.compose(Scene(a, stylized.background, stylized.heads))
     with Stylizer(o.replace(backend="torch", precision="fp32", engine_device="cpu")) as ref:
         assert psnr(out, ref(portrait)) > 35  # FP16 engines; the composition itself matches to >45 dB on CPU
+
+
+def test_a_second_gpu_is_used_when_named(assets):
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("one GPU here")
+    engine = load_engine(asset(assets, HEAD), EngineSpec("tensorrt", "fp16", "cuda:1"), log=None)
+    x = torch.zeros((1, 288, 288, 3), dtype=torch.uint8, device="cuda:1")
+    assert engine.run_tensor(x).device == torch.device("cuda:1")
+
+
+def test_sliced_batches_are_aligned_for_tensorrt(assets):
+    """TensorRT wants 256-byte aligned addresses: a batch sliced at an odd offset is copied."""
+    import torch
+
+    from realtime.backends.trt import ALIGNMENT, _aligned
+
+    engine = load_engine(asset(assets, HEAD), EngineSpec("tensorrt", "fp16", "cuda"), log=None)
+    flat = torch.zeros(288 * 288 * 3 * 2 + 7, dtype=torch.uint8, device="cuda")
+    odd = flat[7:].view(2, 288, 288, 3)
+    assert odd.data_ptr() % ALIGNMENT and _aligned(odd).data_ptr() % ALIGNMENT == 0
+    assert engine.run_tensor(odd).shape == odd.shape
+
+
+def test_live_stages_run_on_streams_of_their_own(assets):
+    """Live with CUDA engines: the engine thread and the frame path each work on a
+    non-default stream of their own, so downloads never wait behind inference."""
+    import threading
+
+    import torch
+
+    from realtime.options import Options
+    from realtime.pipeline import Stylizer
+    from realtime.sinks import MemorySink
+    from realtime.sources import PlaybackSource
+    from realtime.stream import Stream
+
+    seen = {}
+    original = Stylizer.stylize
+
+    def spy(self, a, **kw):
+        seen[threading.current_thread().name] = torch.cuda.current_stream().cuda_stream
+        return original(self, a, **kw)
+
+    face = asset(assets, "models/face_landmarker.task")
+    o = Options(model_dir=asset(assets, "models/dctnet/random"), face_model=face, quiet=True)
+    Stylizer.stylize = spy
+    try:
+        with PlaybackSource(asset(assets, "media/classroom_720p25.mp4")) as source, Stylizer(o, mode="live") as st:
+            Stream(st).run(source, [MemorySink()], max_frames=20)
+    finally:
+        Stylizer.stylize = original
+    assert seen["engines"] != 0 and seen["engines"] != torch.cuda.default_stream().cuda_stream

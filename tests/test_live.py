@@ -430,7 +430,7 @@ def test_a_camera_that_stops_is_reported(assets, tiny_models, tmp_path):
     the recording is finished with the frames so far."""
     rec, stats_path = tmp_path / "rec.mp4", tmp_path / "stats.json"
     device = "lavfi:testsrc2=size=320x240:rate=25:duration=4,realtime"
-    args = ("--virtual", "off", "--record", str(rec), "--stats-json", str(stats_path))
+    args = ("--virtual", "off", "--record", str(rec), "--stats-json", str(stats_path), "--precision", "fp32")
     proc = _cli("--device", device, *args, *_args(assets, tiny_models))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "stopped sending frames" in proc.stderr.strip().splitlines()[-1]

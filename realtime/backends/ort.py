@@ -16,7 +16,8 @@ class OrtEngine(Engine):
         self.spec = spec
         if spec.device.startswith("cuda"):
             idx = int(spec.device.split(":")[1]) if ":" in spec.device else 0
-            providers = [("CUDAExecutionProvider", {"device_id": idx}), "CPUExecutionProvider"]
+            # use_tf32 is on by default in the CUDA provider; FP32 must match TensorFlow.
+            providers = [("CUDAExecutionProvider", {"device_id": idx, "use_tf32": 0}), "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
         opts = ort.SessionOptions()
@@ -52,7 +53,7 @@ class OrtBackend(Backend):
         return "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
 
     @classmethod
-    def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path) -> Path:
+    def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path, shared: Path) -> Path:
         import shutil
 
         return Path(shutil.copy(onnx, out_dir / "model.onnx"))  # the ONNX export is the artifact

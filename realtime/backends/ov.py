@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +11,22 @@ from ..calibration import calibration_images
 from ..engine import Backend, Engine, EngineSpec
 
 
+@cache
+def shared_core():
+    """One ``ov.Core`` for the whole process. Besides being cheaper, this avoids a crash:
+    the CPU plugin gives the thread that first compiles an alternate signal stack and, when
+    two Cores made on one thread are destroyed in the order they were made, leaves that
+    thread's alternate stack pointing at freed memory, so the next Ctrl-C or SIGTERM (Python's
+    handlers run on the alternate stack) segfaults (OpenVINO 2026.4, seen on an AMX CPU)."""
+    import openvino as ov
+
+    return ov.Core()
+
+
 class OpenVinoEngine(Engine):
     def __init__(self, xml: Path, spec: EngineSpec, threads: int = 0):
-        import openvino as ov
-
         self.spec = spec
-        core = ov.Core()
+        core = shared_core()
         config = {"PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
@@ -56,7 +67,7 @@ class OpenVinoBackend(Backend):
         return None
 
     @classmethod
-    def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path) -> Path:
+    def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path, shared: Path) -> Path:
         import openvino as ov
 
         model = ov.convert_model(str(onnx))

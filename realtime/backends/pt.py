@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine import Backend, Engine, EngineSpec
+from ..engine import Backend, Engine, EngineSpec, device_index
 from ..records import tensor_of
 
 
@@ -19,6 +19,11 @@ class TorchEngine(Engine):
         self.spec = spec
         self._torch = torch
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[spec.precision]
+        if spec.precision == "fp32" and spec.device.startswith("cuda"):
+            # FP32 must match TensorFlow: cuDNN convolutions default to TF32 on Ampere and later
+            # (10-bit mantissa). Process-wide switches: torch has no per-module one.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         self.model = DCTNet.from_graph(graph).to(spec.device)
         self.model.generator.to(dtype)
 
@@ -44,6 +49,8 @@ class TorchBackend(Backend):
             return "backend torch is not installed; pip install torch"
         if device.startswith("cuda") and not torch.cuda.is_available():
             return "backend torch has no CUDA device here; use --engine-device cpu or install a CUDA build of torch"
+        if device.startswith("cuda") and device_index(device) >= torch.cuda.device_count():
+            return f"there is no {device}: {torch.cuda.device_count()} CUDA device(s) here"
         return None
 
     @classmethod
@@ -53,7 +60,7 @@ class TorchBackend(Backend):
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     @classmethod
-    def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path) -> Path:
+    def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path, shared: Path) -> Path:
         return graph
 
     @classmethod

@@ -68,6 +68,16 @@ class Stream:
         if self.smoothing > 0 and not self.mode.newest_wins:
             smoother = FlowSmoother(st.frames, weight=0.8 * min(self.smoothing, 1.0))
 
+        def settled(fn: Callable) -> Callable:
+            """The stage's GPU work has run before what it made goes on (see ``frames``)."""
+
+            def run(*item) -> list:
+                out = fn(*item)
+                st.frames.settle()
+                return out
+
+            return run
+
         def analyze(frame: Frame) -> list:
             return [st.analyze(frame, tracks, width)]
 
@@ -86,8 +96,13 @@ class Stream:
                 on_frame(frame)
             return frame.index, frame.captured
 
-        stages = [Stage("analyze", analyze), Stage("schedule", scheduler, getattr(scheduler, "flush", None))]
-        stages.append(Stage("compose", compose))
+        flush = getattr(scheduler, "flush", None)
+        stream = st.frames.thread_stream
+        stages = [
+            Stage("analyze", settled(analyze), context=stream),
+            Stage("schedule", settled(scheduler), settled(flush) if flush else None, stream),
+            Stage("compose", compose, context=stream),  # its download settles
+        ]
         line = Line(stages, newest_wins=self.mode.newest_wins)
         with contextlib.ExitStack() as stack:
             if isinstance(scheduler, LiveScheduler):

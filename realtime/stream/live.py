@@ -115,6 +115,7 @@ class LiveScheduler:
             with self.stylizer.stage("carry"):
                 background = self._carry(kf, a)
         heads = {t: kf.heads[t] for t in a.tracks if t in kf.heads}
+        self.stylizer.frames.settle()  # before ``kf``, which the engine thread may replace, is let go
         return [Scene(a, background, heads)]
 
     def _wait_first(self) -> Keyframe:
@@ -142,8 +143,9 @@ class LiveScheduler:
     def _run(self) -> None:
         _lower_priority(self.priority)
         try:
-            while (a := self._requests.get()) is not END:
-                self._step(a)
+            with self.stylizer.frames.thread_stream():
+                while (a := self._requests.get()) is not END:
+                    self._step(a)
         except BaseException as e:  # raised in the frame path at its next frame
             with self._published:
                 self._error = e
@@ -163,6 +165,7 @@ class LiveScheduler:
             kf = Keyframe(old.gray, old.background, old.colours, stylized.heads, a.frame.index)
         else:
             kf = Keyframe(None, None, None, stylized.heads, a.frame.index)
+        self.stylizer.frames.settle()  # its results are ready before another thread sees them
         with self._published:
             self._latest = kf
             self._runs += 1
