@@ -14,6 +14,9 @@ from .options import add_arguments, from_args
 
 
 def _run(prog: str, body: Callable[[], int | None]) -> int:
+    from .memory import limit_malloc_arenas
+
+    limit_malloc_arenas()
     try:
         return body() or 0
     except CartoonError as e:

@@ -29,6 +29,7 @@ from rich.table import Table
 from realtime.calibration import calibration_images
 from realtime.engine import PRECISIONS, EngineSpec, backend_names, get_backend, load_engine
 from realtime.faces import FaceFinder
+from realtime.memory import limit_malloc_arenas
 from realtime.models import find_model_files
 from realtime.options import MODES, Options
 from realtime.pipeline import Stylizer
@@ -250,6 +251,7 @@ class MemoryWatch:
             "rss_mib_end": round(end, 1),
             "rss_mib_peak": round(max(after), 1),
             "rss_growth_pct": round(100 * (end - start) / start, 2),
+            "rss_mib_each_minute": [round(m, 1) for t, m in self.samples if round(t) % 60 == 0],
         }
 
 
@@ -328,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     console = Console()
+    limit_malloc_arenas()  # as the commands do
     results: dict = {"cpu_count": os.cpu_count(), "cpu": _cpu_name()}
     parts = {args.only} if args.only else {"generator", "video", "live"}
     face, clip = assets / "models/face_landmarker.task", assets / "media/classroom_720p25.mp4"
