@@ -4,27 +4,33 @@ as one line with a non-zero exit."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from .errors import CartoonError
+from .interrupts import Interrupts
 from .options import add_arguments, from_args
 
 
-def _run(prog: str, body: Callable[[], int | None]) -> int:
+def _run(prog: str, body: Callable[[Interrupts], int | None]) -> int:
+    """Run a command's body under its signal policy; errors users can act on are one line."""
     from .memory import limit_malloc_arenas
 
     limit_malloc_arenas()
+    interrupts = Interrupts()
+    interrupts.notice = lambda message: print(f"{prog}: {message}", file=sys.stderr)
     try:
-        return body() or 0
+        with interrupts.installed():
+            return body(interrupts) or 0
     except CartoonError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(e, "signum", signal.SIGINT)
 
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
@@ -72,7 +78,7 @@ def image_main(argv: list[str] | None = None) -> int:
     add_arguments(parser, ("models", "engine", "faces", "look", "output"))
     args = parser.parse_args(argv)
 
-    def body() -> int:
+    def body(interrupts: Interrupts) -> int:
         from rich.progress import Progress
 
         from .errors import CartoonError
@@ -144,7 +150,7 @@ def models_main(argv: list[str] | None = None) -> int:
         p.add_argument("--cache-dir", type=Path, help="cache directory (default: $CARTOON_CAM_HOME or platform's)")
     args = parser.parse_args(argv)
 
-    def body() -> None:
+    def body(interrupts: Interrupts) -> None:
         from .cache import cache_dir
         from .errors import ModelError
         from .models import find_model_files, pull_style, resolve_face_model, style_dir
@@ -188,7 +194,7 @@ def video_main(argv: list[str] | None = None) -> int:
     add_arguments(parser, ("models", "engine", "faces", "look", "video", "files", "encoder", "output"), mode.preset)
     args = parser.parse_args(argv)
 
-    def body() -> int:
+    def body(interrupts: Interrupts) -> int:
         from contextlib import ExitStack
 
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -227,13 +233,15 @@ def video_main(argv: list[str] | None = None) -> int:
                 bar.update(task, completed=done, fps=done / max(time.monotonic() - t0, 1e-6))
 
             try:
-                stats = Stream(stylizer).run(source, [sink], tick)
+                stats = Stream(stylizer).run(source, [sink], tick, interrupts=interrupts)
             except BaseException:
+                interrupts.finish()
                 sink.close(complete=False)
                 if sink.written is not None:
                     kept = f"{args.output} holds the first {sink.frames} frames and plays"
                     print(f"{parser.prog}: {kept}", file=sys.stderr)
                 raise
+            interrupts.finish()
             sink.close(complete=not stats.interrupted)
         if sink.written is None:
             print(f"{parser.prog}: stopped before the first frame; nothing written", file=sys.stderr)
@@ -282,7 +290,7 @@ def cam_main(argv: list[str] | None = None) -> int:
             print("no cameras found; check one is connected (on Linux: ls /dev/video*)")
         return 0
 
-    def body() -> int:
+    def body(interrupts: Interrupts) -> int:
         import json
         from contextlib import ExitStack
 
@@ -318,11 +326,16 @@ def cam_main(argv: list[str] | None = None) -> int:
                 sinks.append(stack.enter_context(BackgroundSink(recorder)))  # encoding never delays the camera
             if not sinks:
                 raise InputError("no output left: use --preview or --record PATH, or set up a virtual camera")
+            stack.callback(interrupts.finish)  # runs first on the way out: the sinks close undisturbed
             stylizer = stack.enter_context(Stylizer(o, mode=mode))
             if not o.quiet:
                 print(f"{o.device}: {w}x{h} at {source.fps:.1f} fps requested; Ctrl-C stops")
             stats = Stream(stylizer).run(
-                source, sinks, should_stop=lambda: preview is not None and preview.closed, max_frames=o.max_frames
+                source,
+                sinks,
+                should_stop=lambda: preview is not None and preview.closed,
+                max_frames=o.max_frames,
+                interrupts=interrupts,
             )
         summary = stats.summary()
         delivered = source.delivered_fps

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
+from .interrupts import Interrupts
 from .stats import Histogram
 
 
@@ -180,11 +181,14 @@ class Line:
         deliver: Callable[[object], object],
         should_stop: Callable[[], bool] | None = None,
         max_items: int | None = None,
+        interrupts: Interrupts | None = None,
     ) -> StreamStats:
         """Push ``items`` through the stages and hand each result to ``deliver`` (on this
         thread), which returns the item's (index, captured time) for the stats. Returns when
         the items end, ``should_stop()`` says so, ``max_items`` went out, or on Ctrl-C /
-        SIGTERM (``stats.interrupted``); re-raises a stage's error."""
+        SIGTERM (``stats.interrupted``: the item being delivered completes, the rest stop);
+        re-raises a stage's error. ``interrupts``: the command's signal policy (else one is
+        installed for the run, where this is the main thread)."""
         slots = [Slot(1 if self.newest_wins else 2, self.newest_wins) for _ in range(len(self.stages) + 1)]
         errors: list[BaseException] = []
 
@@ -197,28 +201,34 @@ class Line:
         workers = [_Worker(st, slots[i], slots[i + 1], fail) for i, st in enumerate(self.stages)]
         stats = StreamStats()
         caught: list[int] = []
-        restore = _stop_on_signals(caught, slots)
+
+        def stop(signum: int) -> None:
+            caught.append(signum)
+            for s in slots:
+                s.cancel()  # every thread wakes and stops; the item being delivered completes
+
+        policy = interrupts or Interrupts()
         start = time.monotonic()
         first = None
         try:
-            feeder.start()
-            for w in workers:
-                w.start()
-            for result in slots[-1]:
-                index, captured = deliver(result)
-                stats.frames += 1
-                first = index if first is None else first
-                stats.dropped = index - first + 1 - stats.frames
-                stats.latency.add(1000 * (time.monotonic() - captured))
-                if caught or (max_items and stats.frames >= max_items) or (should_stop and should_stop()):
-                    break
+            with (nullcontext() if interrupts else policy.installed()), policy.running(stop):
+                feeder.start()
+                for w in workers:
+                    w.start()
+                for result in slots[-1]:
+                    index, captured = deliver(result)
+                    stats.frames += 1
+                    first = index if first is None else first
+                    stats.dropped = index - first + 1 - stats.frames
+                    stats.latency.add(1000 * (time.monotonic() - captured))
+                    if caught or (max_items and stats.frames >= max_items) or (should_stop and should_stop()):
+                        break
         except KeyboardInterrupt:  # outside the main thread's handlers (an embedding app)
             caught.append(signal.SIGINT)
         finally:
             stats.seconds = time.monotonic() - start
             for s in slots:
                 s.cancel()
-            restore()
             for t in (feeder, *workers):
                 t.join(timeout=5)
         stats.interrupted = bool(caught)
@@ -237,18 +247,3 @@ def _feed(items: Iterable, slot: Slot, fail: Callable[[BaseException], None]) ->
         slot.close()
     except BaseException as e:
         fail(e)
-
-
-def _stop_on_signals(caught: list[int], slots: list[Slot]) -> Callable[[], None]:
-    """While a line runs, Ctrl-C and SIGTERM stop it after the item in hand: an exception
-    raised in the middle of writing a frame would lose encoded packets."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handler(signum, frame) -> None:
-        caught.append(signum)
-        for s in slots:
-            s.cancel()  # every thread wakes and stops; the frame being delivered completes
-
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    return lambda: [signal.signal(sig, h) for sig, h in old.items()]

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser, ("models", "engine"))
     args = parser.parse_args(argv)
 
-    def body() -> None:
+    def body(interrupts) -> None:
         o = from_args(args)
         files = resolve_style(o.style, o.model_dir, o.cache_dir, o.offline)
         for role in ROLES if args.role == "both" else (args.role,):

@@ -157,7 +157,12 @@ def test_slow_engine_drops_nothing_in_files(assets, tiny_models, monkeypatch, tm
     assert timestamps(out) == timestamps(clip)
 
 
-def test_interrupt_finalizes_a_playable_file(assets, tiny_models, tmp_path):
+@pytest.mark.parametrize(
+    "signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)], ids=["sigterm", "ctrl-c-twice"]
+)
+def test_interrupt_finalizes_a_playable_file(assets, tiny_models, tmp_path, signals):
+    """Stopped mid-stream, the file is finished with the frames so far and plays. A second
+    Ctrl-C while it is being finished is noted, not obeyed (it used to delete the output)."""
     clip = write_video(tmp_path / "clip.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 126, (640, 360)))
     out = tmp_path / "out.mp4"
     cmd = [
@@ -170,15 +175,45 @@ def test_interrupt_finalizes_a_playable_file(assets, tiny_models, tmp_path):
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    part = tmp_path / ".out.part.mp4"
-    while time.monotonic() < deadline and (not part.exists() or part.stat().st_size < 20_000):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    while time.monotonic() < deadline and sum(p.stat().st_size for p in tmp_path.glob(".out*part*")) < 20_000:
+        time.sleep(0.1)
+    for sig in signals:
+        proc.send_signal(sig)
+        time.sleep(0.05)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143 and "holds the first" in err  # 128 + SIGTERM and "Traceback" not in err
+    assert proc.returncode == 128 + signals[0] and "holds the first" in err and "Traceback" not in err
     n = len(frames_of(out))
-    assert 0 < n < 126 and not part.exists()
+    assert 0 < n < 126 and not list(tmp_path.glob(".out*part*"))
     assert timestamps(out) == timestamps(clip)[:n]
+
+
+def test_ctrl_c_during_the_engine_build_stops_at_once(assets, tmp_path):
+    """Ctrl-C while the engines are being built (INT8 calibration, seconds) stops the command
+    within a moment, with nothing written and no half-built engine left, even when it was
+    started as a background job (SIGINT ignored: before, the whole clip was then processed)."""
+    out = tmp_path / "out.mp4"
+    cache = tmp_path / "cache"
+    flags = ["--model-dir", str(asset(assets, "models/dctnet/random")), "--cache-dir", str(cache)]
+    flags += ["--face-model", str(asset(assets, "models/face_landmarker.task"))]
+    code = "import sys; from realtime.cli import video_main; sys.exit(video_main())"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(asset(assets, "media/classroom_720p25.mp4")), str(out), *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as a shell starts `cmd &`
+    )
+    for line in proc.stdout:
+        if line.startswith("building"):
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    t = time.monotonic()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and time.monotonic() - t < 5 and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+    engines = cache / "engines"
+    assert not [p.name for p in engines.iterdir() if p.name.startswith(".")]  # no temporary build folder left
 
 
 def test_background_interval_carries_and_respects_cuts(assets, tiny_models):

@@ -51,10 +51,12 @@ class Stream:
         on_frame: Callable[[Frame], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         max_frames: int | None = None,
+        interrupts=None,
     ) -> StreamStats:
         """Push the source's frames through to every sink. A ``LiveSource`` is primed first:
         the engines compile for its size and stylize its first frame, so the stream opens on
-        a cartoon instead of dropping frames meanwhile."""
+        a cartoon instead of dropping frames meanwhile. ``interrupts``: the command's signal
+        policy (``realtime.interrupts``), if it has one."""
         st = self.stylizer
         tracks = st.tracks()
         if self.mode.newest_wins:
@@ -113,4 +115,4 @@ class Stream:
                 stack.enter_context(scheduler)
                 if isinstance(source, LiveSource):
                     source.start()
-            return line.run(source, deliver, should_stop, max_frames)
+            return line.run(source, deliver, should_stop, max_frames, interrupts)
