@@ -4,6 +4,8 @@ as one line with a non-zero exit."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
 import time
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from .errors import CartoonError
 from .interrupts import Interrupts
-from .options import add_arguments, from_args
+from .options import MODES, add_arguments, from_args
 
 
 def _run(prog: str, body: Callable[[Interrupts], int | None]) -> int:
@@ -36,8 +38,11 @@ def _run(prog: str, body: Callable[[Interrupts], int | None]) -> int:
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
 
-def _image_jobs(paths: list[Path], out_dir: Path | None, fmt: str | None) -> list[tuple[Path, Path]]:
-    """(input, output) pairs for `IN OUT`, `IN_DIR OUT_DIR` or `IN... -o DIR`."""
+def _image_jobs(paths: list[Path], out_dir: Path | None, fmt: str | None) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(input, output) pairs for `IN OUT`, `IN_DIR OUT_DIR` or `IN... -o DIR`, and a line for
+    each thing in a folder that is left out (subfolders are not walked). Every problem with
+    the plan (two inputs for one output, an image name given as a folder) is found here,
+    before any work."""
     from .errors import InputError
 
     if out_dir is None:
@@ -45,23 +50,40 @@ def _image_jobs(paths: list[Path], out_dir: Path | None, fmt: str | None) -> lis
             raise InputError("give IN OUT, IN_DIR OUT_DIR, or several inputs with -o DIR")
         src, dst = paths
         if not src.is_dir():
-            return [(src, dst)]
+            return [(src, dst)], []
+        if dst.suffix.lower() in IMAGE_EXTENSIONS and not dst.is_dir():
+            raise InputError(f"{src} is a folder: give an output folder, not {dst.name}")
         inputs, out_dir = [src], dst
     else:
         inputs = paths
-    jobs = []
+    jobs, notes = [], []
     for src in inputs:
-        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS) if src.is_dir() else [src]
+        if src.is_dir():
+            entries = sorted(src.iterdir())
+            files = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+            folders = [p.name for p in entries if p.is_dir()]
+            others = len(entries) - len(files) - len(folders)
+            if folders:
+                shown = ", ".join(folders[:3]) + ("..." if len(folders) > 3 else "")
+                notes.append(f"{src}: subfolders are not walked ({shown})")
+            if others:
+                notes.append(f"{src}: {others} file(s) that are not images left out")
+        else:
+            files = [src]
         for f in files:
-            ext = (
-                f".{fmt}"
-                if fmt
-                else (f.suffix.lower() if f.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"} else ".png")
-            )
+            ext = f".{fmt}" if fmt else (f.suffix.lower() if f.suffix.lower() in WRITABLE else ".png")
             jobs.append((f, out_dir / (f.stem + ext)))
     if not jobs:
         raise InputError(f"no images found in {', '.join(map(str, inputs))}")
-    return jobs
+    seen: dict[Path, Path] = {}
+    for src, dst in jobs:
+        if dst in seen:
+            raise InputError(f"{seen[dst]} and {src} would both be written to {dst}; rename one or run them apart")
+        seen[dst] = src
+    return jobs, notes
+
+
+WRITABLE = {".png", ".jpg", ".jpeg", ".webp"}
 
 
 def image_main(argv: list[str] | None = None) -> int:
@@ -75,24 +97,23 @@ def image_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=["png", "jpg", "webp"], help="output format (default: from the name)")
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists (resume)")
     parser.add_argument("--stats", action="store_true", help="print a per-stage timing breakdown")
-    add_arguments(parser, ("models", "engine", "faces", "look", "output"))
+    add_arguments(parser, ("models", "engine", "faces", "look", "images", "output"))
     args = parser.parse_args(argv)
 
     def body(interrupts: Interrupts) -> int:
         from rich.progress import Progress
 
-        from .errors import CartoonError
         from .imageio import Picture, output_format, read_image, write_image
+        from .options import explicit, settle
         from .pipeline import Stylizer
 
-        options = from_args(args)
-        jobs = _image_jobs(args.paths, args.output_dir, args.format)
-        for src, dst in jobs:
+        options, notes = settle(from_args(args), MODES["image"], explicit(args))
+        jobs, skipped = _image_jobs(args.paths, args.output_dir, args.format)
+        for _, dst in jobs:
             output_format(dst, args.format)  # a bad output name fails before any work
-            if dst.resolve() == src.resolve():
-                from .errors import InputError
-
-                raise InputError(f"output {dst} would overwrite its input; choose another name")
+        _outputs_apart(_model_inputs(options) + [src for src, _ in jobs], [dst for _, dst in jobs])
+        _notes(parser.prog, notes, options.quiet)
+        _notes(parser.prog, skipped, False)  # what a batch leaves out is said even when quiet
         todo = [(s, d) for s, d in jobs if not (args.skip_existing and d.exists())]
         failed: list[str] = []
         single = len(jobs) == 1
@@ -101,16 +122,18 @@ def image_main(argv: list[str] | None = None) -> int:
             for src, dst in todo:
                 try:
                     with stylizer.stage("decode"):
-                        picture = read_image(src)
+                        picture = read_image(src, options.max_pixels)
+                    if picture.note and not options.quiet:
+                        bar.console.print(picture.note)
                     result = stylizer.run(picture.bgr)
                     if stylizer.finder is not None and not result.faces and not options.quiet:
                         bar.console.print(f"{src.name}: no face found; background only")
                     with stylizer.stage("encode"):
                         write_image(dst, Picture(result.image, picture.alpha), args.format)
-                except CartoonError as e:
+                except Exception as e:  # in a batch one bad file never stops the others
                     if single:
                         raise
-                    failed.append(str(e) if str(src) in str(e) else f"{src}: {e}")
+                    failed.append(_failure(src, e))
                 bar.advance(task)
             if args.stats:
                 _print_stats(stylizer.timings.snapshot())
@@ -121,6 +144,41 @@ def image_main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
 
     return _run(parser.prog, body)
+
+
+def _failure(src: Path, e: Exception) -> str:
+    """One line for a file that failed in a batch, whatever went wrong."""
+    if isinstance(e, CartoonError):
+        return str(e) if str(src) in str(e) else f"{src}: {e}"
+    if isinstance(e, MemoryError):
+        return f"{src}: too large to process in this machine's memory"
+    if isinstance(e, OSError):
+        return f"{src}: {e.strerror or e}"
+    return f"{src}: unexpected {type(e).__name__}: {e}"
+
+
+def _model_inputs(o) -> list[Path]:
+    """The model files a command reads (no output may replace one)."""
+    from .models import find_model_files
+
+    files = [o.face_model] if o.face_model else []
+    if o.model_dir and Path(o.model_dir).is_dir():
+        with contextlib.suppress(CartoonError):
+            m = find_model_files(o.model_dir)
+            files += [m.head, m.background] + ([m.alpha] if m.alpha else [])
+    return files
+
+
+def _outputs_apart(inputs: list, outputs: list) -> None:
+    """No output of a command may ever replace one of its inputs (a recording named like
+    the clip it records, stats written over a model)."""
+    from .errors import InputError
+
+    present = [Path(p) for p in inputs if p is not None and Path(p).exists()]
+    for out in (Path(p) for p in outputs if p is not None):
+        for inp in present:
+            if out.resolve() == inp.resolve() or (out.exists() and os.path.samefile(out, inp)):
+                raise InputError(f"{out} is an input of this command; write the output somewhere else")
 
 
 def _print_stats(timings: dict[str, list[float]]) -> None:
@@ -175,6 +233,17 @@ def models_main(argv: list[str] | None = None) -> int:
     return _run(parser.prog, body)
 
 
+def _write_text(path: Path, text: str) -> None:
+    """A small output file, its folder made if needed; a failure is one line."""
+    from .errors import OutputError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as e:
+        raise OutputError(f"cannot write {path} ({e.strerror or e})") from None
+
+
 def _notes(prog: str, lines: list[str], quiet: bool) -> None:
     """One line per preset value that had to change (the user should know what runs)."""
     if not quiet:
@@ -199,7 +268,6 @@ def video_main(argv: list[str] | None = None) -> int:
 
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from .errors import InputError
         from .options import explicit, settle
         from .pipeline import Stylizer
         from .sinks import VideoFileSink
@@ -207,8 +275,7 @@ def video_main(argv: list[str] | None = None) -> int:
         from .stream import Stream
 
         o, notes = settle(from_args(args), mode, explicit(args))
-        if args.output.resolve() == args.input.resolve():
-            raise InputError(f"output {args.output} is the input; choose another name")
+        _outputs_apart([args.input, *_model_inputs(o)], [args.output])
         with ExitStack() as stack:
             source = stack.enter_context(FileSource(args.input))
             w, h = source.frame_size
@@ -252,6 +319,7 @@ def video_main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return _interrupted_code(stats)
+        _notes(parser.prog, source.notes + sink.notes, False)
         if source.warning:
             print(f"warning: {source.warning}; {args.output} holds what was readable", file=sys.stderr)
         if not o.quiet:
@@ -303,6 +371,7 @@ def cam_main(argv: list[str] | None = None) -> int:
 
         o, notes = settle(from_args(args), mode, explicit(args))
         size = o.camera_size()
+        _outputs_apart([o.device, *_model_inputs(o)], [o.record, o.stats_json])
         with ExitStack() as stack:
             source = stack.enter_context(open_live(o.device, size, o.fps, o.loop))
             w, h = source.frame_size
@@ -319,10 +388,15 @@ def cam_main(argv: list[str] | None = None) -> int:
                     print(f"{parser.prog}: {e}", file=sys.stderr)
             preview = None
             if o.preview:
-                preview = stack.enter_context(PreviewSink())
-                sinks.append(preview)
+                try:
+                    preview = stack.enter_context(PreviewSink())
+                    sinks.append(preview)
+                except InputError as e:  # no display: the other outputs carry on
+                    print(f"{parser.prog}: {e}", file=sys.stderr)
             if o.record:
-                recorder = VideoFileSink(o.record, w, h, source.fps, source.time_base, None, **o.encoder())
+                recorder = VideoFileSink(
+                    o.record, w, h, source.fps, source.time_base, None, **o.encoder(), temporary=False
+                )
                 sinks.append(stack.enter_context(BackgroundSink(recorder)))  # encoding never delays the camera
             if not sinks:
                 raise InputError("no output left: use --preview or --record PATH, or set up a virtual camera")
@@ -340,13 +414,14 @@ def cam_main(argv: list[str] | None = None) -> int:
         summary = stats.summary()
         delivered = source.delivered_fps
         if o.stats_json:
-            o.stats_json.write_text(json.dumps({**summary, "camera_fps": round(delivered, 2)}, indent=1))
+            _write_text(o.stats_json, json.dumps({**summary, "camera_fps": round(delivered, 2)}, indent=1))
         if not o.quiet:
             print(
                 f"{summary['frames']} frames at {summary['fps']} fps (camera delivered {delivered:.1f} fps), "
                 f"latency p50 {summary['latency_ms_p50']} ms / p99 {summary['latency_ms_p99']} ms, "
                 f"{summary['dropped']} dropped"
             )
+        _notes(parser.prog, recorder.notes if o.record else [], o.quiet)
         if source.warning and not stats.interrupted:
             print(f"warning: {source.warning}", file=sys.stderr)
         if source.error and not stats.interrupted:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from abc import ABC, abstractmethod
@@ -216,23 +217,66 @@ def artifact_key(graph: Path, spec: EngineSpec) -> dict:
     }
 
 
-def _atomic_dir(final: Path, fill) -> Path:
-    """Build into a temporary sibling and rename, so a killed build leaves nothing half-made."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+def _cached(final: Path, marker: str) -> Path | None:
+    """The artifact a complete cache folder names (its ``marker`` file is written last), or
+    None; a folder whose marker is damaged is removed, so it is built again."""
     try:
-        fill(tmp)
-        os.replace(tmp, final)
-    except OSError:
-        if final.exists():  # another process won the race; use its artifact
-            return final
-        raise
-    finally:
-        if tmp.exists():
-            import shutil
+        return final / json.loads((final / marker).read_text())["artifact"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        shutil.rmtree(final, ignore_errors=True)
+        return None
 
+
+def _atomic_dir(final: Path, fill, marker: str = "key.json") -> Path:
+    """Build into a temporary sibling and rename, so a killed build leaves nothing half-made.
+    Builds of one artifact take turns (a file lock): the second finds the first's result.
+    Temporary folders of builds whose process is gone are swept away."""
+    from filelock import FileLock
+
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(final.parent / f".{final.name}.lock"))
+        lock.acquire()
+    except OSError as e:
+        raise BackendError(
+            f"cannot write the engine cache {final.parent} ({e.strerror or e}); "
+            "pass --cache-dir or set CARTOON_CAM_HOME to a folder you can write"
+        ) from None
+    try:
+        if _cached(final, marker) is not None:
+            return final  # another process built it while this one waited
+        shutil.rmtree(final, ignore_errors=True)  # whatever is there is incomplete
+        _sweep(final.parent)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.{os.getpid()}."))
+        try:
+            fill(tmp)
+            os.replace(tmp, final)
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return final
+        return final
+    finally:
+        lock.release()
+
+
+def _sweep(folder: Path) -> None:
+    """Remove temporary build folders (``.NAME.PID.xxxx``) whose process no longer runs: a
+    build killed half-way leaves nothing behind for good."""
+    for p in folder.glob(".*.*.*"):
+        parts = p.name.split(".")
+        if p.is_dir() and len(parts) >= 4 and parts[-2].isdigit() and not _alive(int(parts[-2])):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _onnx_key(graph: Path, fp16: bool) -> dict:
@@ -246,6 +290,12 @@ def _onnx_key(graph: Path, fp16: bool) -> dict:
     }
 
 
+def onnx_dir(graph: Path, root: str | Path | None = None, fp16: bool = False) -> Path:
+    """The cache folder of a graph's ONNX export."""
+    digest = hashlib.sha256(json.dumps(_onnx_key(graph, fp16), sort_keys=True).encode()).hexdigest()[:20]
+    return cache_dir(root) / "engines" / f"onnx-{'fp16-' if fp16 else ''}{digest}"
+
+
 def export_onnx(graph: Path, root: str | Path | None = None, fp16: bool = False) -> Path:
     """The graph as ONNX (uint8 NHWC in/out; dynamic batch, height, width), cached by its hash.
     ``fp16``: the generator in float16, the guided filter in float32, as the torch backend runs
@@ -253,8 +303,7 @@ def export_onnx(graph: Path, root: str | Path | None = None, fp16: bool = False)
     from .generator import DCTNet
 
     key = _onnx_key(graph, fp16)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    final = cache_dir(root) / "engines" / f"onnx-{'fp16-' if fp16 else ''}{digest}"
+    final = onnx_dir(graph, root, fp16)
 
     def fill(tmp: Path) -> None:
         import warnings
@@ -280,8 +329,8 @@ def export_onnx(graph: Path, root: str | Path | None = None, fp16: bool = False)
             )
         (tmp / "key.json").write_text(json.dumps(key, indent=1))
 
-    if not (final / "model.onnx").exists():
-        _atomic_dir(final, fill)
+    if not (final / "key.json").exists():
+        _atomic_dir(final, fill, marker="key.json")
     return final / "model.onnx"
 
 
@@ -300,10 +349,10 @@ def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, l
         return graph
     key = artifact_key(graph, spec)
     final = artifact_dir(graph, spec, root)
-    marker = final / "key.json"
-    if marker.exists():
-        return final / json.loads(marker.read_text())["artifact"]
-    onnx = export_onnx(graph, root, fp16=b.typed_onnx and spec.precision == "fp16")
+    if (found := _cached(final, "key.json")) is not None:
+        return found
+    fp16 = b.typed_onnx and spec.precision == "fp16"
+    onnx = export_onnx(graph, root, fp16=fp16)
     if log:
         log(
             f"building {spec.backend} {spec.precision} engine for {graph.name} ({spec.role}, {spec.device}); "
@@ -312,11 +361,19 @@ def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, l
 
     def fill(tmp: Path) -> None:
         artifact = b.build(graph, spec, tmp, onnx, cache_dir(root) / "engines")
-        marker_tmp = tmp / "key.json"
-        marker_tmp.write_text(json.dumps({**key, "artifact": artifact.name}, indent=1))
+        (tmp / "key.json").write_text(json.dumps({**key, "artifact": artifact.name}, indent=1))
 
-    _atomic_dir(final, fill)
-    return final / json.loads(marker.read_text())["artifact"]
+    try:
+        _atomic_dir(final, fill)
+    except (BackendError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # a damaged cached export (a truncated model.onnx): export again, once
+        if log:
+            log(f"building from the cached ONNX export failed ({str(e).strip()[:200]}); exporting it again")
+        shutil.rmtree(onnx.parent, ignore_errors=True)
+        onnx = export_onnx(graph, root, fp16=fp16)
+        _atomic_dir(final, fill)
+    return _cached(final, "key.json")
 
 
 def load_engine(
@@ -336,7 +393,6 @@ def load_engine(
         if log:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             log(f"the cached {spec.backend} engine in {artifact.parent} does not load ({reason[:200]}); rebuilding it")
-        import shutil
-
         shutil.rmtree(artifact.parent, ignore_errors=True)
+        shutil.rmtree(onnx_dir(Path(graph), root, b.typed_onnx and spec.precision == "fp16"), ignore_errors=True)
         return b.load(Path(graph), spec, build(graph, spec, root, log), threads)

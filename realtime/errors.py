@@ -15,3 +15,7 @@ class BackendError(CartoonError):
 
 class InputError(CartoonError):
     """An input image or video cannot be used."""
+
+
+class OutputError(CartoonError):
+    """An output cannot be written (a full disk, a read-only folder, no such encoder)."""

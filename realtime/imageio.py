@@ -10,7 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputError
+from .errors import InputError, OutputError
+
+# The limit is ours (--max-pixels), checked before decoding; Pillow's own bomb warning and
+# error would only repeat it in other words.
+Image.MAX_IMAGE_PIXELS = None
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 ALPHA_FORMATS = {"PNG", "WEBP"}
@@ -22,12 +26,26 @@ class Picture:
 
     bgr: np.ndarray
     alpha: np.ndarray | None = None
+    note: str | None = None  # something the user should know (only the first frame was used)
 
 
-def read_image(path: str | Path) -> Picture:
+def read_image(path: str | Path, max_pixels: int | None = None) -> Picture:
+    """The image at ``path``, upright; refused before decoding if it has more than
+    ``max_pixels`` pixels. Only the first frame of an animation or page of a TIFF is used
+    (``Picture.note`` says so)."""
     path = Path(path)
+    note = None
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if max_pixels and w * h > max_pixels:
+                raise InputError(
+                    f"{path} is {w}x{h} ({w * h / 1e6:.0f} Mpx), over the {max_pixels / 1e6:.0f} Mpx limit; "
+                    f"--max-pixels {w * h} allows it"
+                )
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                note = f"{path.name} has {frames} frames or pages; only the first is used"
             im = ImageOps.exif_transpose(im)
             has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
             rgba = im.convert("RGBA" if has_alpha else "RGB")
@@ -39,7 +57,7 @@ def read_image(path: str | Path) -> Picture:
     except OSError as e:
         raise InputError(f"{path} cannot be read ({e}); is it a complete image file?") from None
     bgr = np.ascontiguousarray(arr[..., 2::-1])
-    return Picture(bgr, np.ascontiguousarray(arr[..., 3]) if has_alpha else None)
+    return Picture(bgr, np.ascontiguousarray(arr[..., 3]) if has_alpha else None, note)
 
 
 def output_format(path: str | Path, fmt: str | None = None) -> str:
@@ -62,12 +80,29 @@ def write_image(path: str | Path, picture: Picture, fmt: str | None = None, qual
     kw = {"quality": quality} if pil_fmt in ("JPEG", "WEBP") else {}
     if pil_fmt == "WEBP" and quality >= 100:
         kw = {"lossless": True}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as e:
+        raise OutputError(f"cannot write {path} ({e.strerror or e})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             im.save(f, pil_fmt, **kw)
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp's private 0600 is not what the user asked for
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path} ({e.strerror or e})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _read_umask() -> int:
+    """The process's umask (reading it means setting it; set straight back, once, at import)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()

@@ -17,6 +17,7 @@ however they were started.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -39,6 +40,7 @@ class Interrupts:
     the embedding app keeps its own."""
 
     def __init__(self):
+        self.pid = os.getpid()
         self.phase = "setup"
         self.signals: list[int] = []  # every signal caught, in order
         self._on_stop: Callable[[int], None] | None = None
@@ -53,6 +55,10 @@ class Interrupts:
         return self.signals[0] if self.signals else None
 
     def _handle(self, signum: int, frame) -> None:
+        if os.getpid() != self.pid:  # a forked child (a library's helper process): not ours to handle
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         self.signals.append(signum)
         if self.phase == "setup":
             raise Interrupted(signum)

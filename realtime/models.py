@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -111,10 +112,18 @@ def hub_file_list(style: Style) -> list[dict]:
         with _get(url) as r:
             body = json.load(r)
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
-        raise ModelError(f"cannot list files of {style.model_id} at {endpoint()} ({_reason(e)})") from None
+        raise ModelError(
+            f"cannot list files of {style.model_id} at {endpoint()} ({_reason(e)}); {OFFLINE_HINT}"
+        ) from None
     if not body.get("Success") or "Data" not in body:
         raise ModelError(f"{endpoint()} answered without a file list for {style.model_id}: {body.get('Message', body)}")
     return [f for f in body["Data"].get("Files", []) if f.get("Type", "blob") == "blob"]
+
+
+OFFLINE_HINT = (
+    "without network: run `cartoon-models pull` where there is one and copy the cache, or pass --model-dir "
+    "and --face-model with local files (--offline never connects), or set CARTOON_CAM_ENDPOINT to a mirror"
+)
 
 
 def _reason(e: Exception) -> str:
@@ -131,56 +140,92 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+RETRIES = (0.5, 2.0, 5.0)  # seconds to wait before each new attempt after a dropped connection
+
+
 def download(url: str, dest: Path, size: int | None = None, sha256: str | None = None, quiet: bool = False) -> Path:
     """Fetch ``url`` to ``dest`` through ``dest.part``, resuming a previous partial download.
 
-    The result is checked against ``size`` and ``sha256`` (when known) before the atomic
-    rename; a mismatch deletes the partial file so the next attempt starts clean.
+    A connection that drops is resumed at once where it stopped (HTTP Range), a few times
+    with growing waits, so one flaky moment does not need a second run. Two processes asking
+    for the same file take turns (a file lock): the second finds it done. The result is
+    checked against ``size`` and ``sha256`` (when known) before the atomic rename; a mismatch
+    deletes the partial file so the next attempt starts clean.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+    from filelock import FileLock
+
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(dest.with_name(dest.name + ".lock")))
+        lock.acquire()
+    except OSError as e:
+        raise ModelError(
+            f"cannot write the cache folder {dest.parent} ({e.strerror or e}); "
+            "pass --cache-dir or set CARTOON_CAM_HOME to a folder you can write"
+        ) from None
+    try:
+        if dest.is_file() and (size is None or dest.stat().st_size == size):
+            return dest  # another process finished it while this one waited
+        part = dest.with_name(dest.name + ".part")
+        for attempt, wait in enumerate((*RETRIES, None)):
+            try:
+                _fetch(url, part, size, dest.name, quiet)
+                break
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+                permanent = isinstance(e, urllib.error.HTTPError) and 400 <= e.code < 500 and e.code != 408
+                if wait is None or permanent:
+                    kept = f" ({part.stat().st_size} bytes kept in {part}; run again to resume)" * part.exists()
+                    tries = f" after {attempt + 1} tries" if attempt else ""
+                    raise ModelError(
+                        f"download of {dest.name} from {url} failed{tries}: {_reason(e)}{kept}; {OFFLINE_HINT}"
+                    ) from None
+                time.sleep(wait)
+        got = part.stat().st_size
+        if size is not None and got != size:
+            part.unlink()
+            raise ModelError(f"download of {dest.name} is {got} bytes, the hub says {size}; deleted it, run again")
+        if sha256 and _sha256(part).lower() != sha256.lower():
+            part.unlink()
+            raise ModelError(f"download of {dest.name} does not match its sha256 {sha256}; deleted it, run again")
+        os.replace(part, dest)
+        return dest
+    finally:
+        lock.release()
+
+
+def _fetch(url: str, part: Path, size: int | None, name: str, quiet: bool) -> None:
+    """One attempt: append to ``part`` from where it ends (or start over if the server will
+    not resume); raises if the connection ends before the body does."""
     have = part.stat().st_size if part.exists() else 0
     if size is not None and have > size:
         part.unlink()
         have = 0
-    if size is None or have < size:
-        try:
-            with _get(url, {"Range": f"bytes={have}-"} if have else None) as r:
-                if have and r.status != 206:  # server ignored Range: start over
-                    have = 0
-                length = int(r.headers["Content-Length"]) if r.headers.get("Content-Length") else None
-                with (
-                    open(part, "ab" if have else "wb") as f,
-                    Progress(
-                        TextColumn("{task.description}"),
-                        BarColumn(),
-                        DownloadColumn(),
-                        TransferSpeedColumn(),
-                        TimeRemainingColumn(),
-                        disable=quiet,
-                        transient=True,
-                    ) as progress,
-                ):
-                    task = progress.add_task(f"downloading {dest.name}", total=size or length, completed=have)
-                    received = 0
-                    while chunk := r.read(CHUNK):
-                        f.write(chunk)
-                        received += len(chunk)
-                        progress.advance(task, len(chunk))
-                if length is not None and received < length:
-                    raise http.client.IncompleteRead(b"\0" * received, length - received)
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-            kept = f" ({part.stat().st_size} bytes kept in {part}; run again to resume)" if part.exists() else ""
-            raise ModelError(f"download of {dest.name} from {url} failed: {_reason(e)}{kept}") from None
-    got = part.stat().st_size
-    if size is not None and got != size:
-        part.unlink()
-        raise ModelError(f"download of {dest.name} is {got} bytes, the hub says {size}; deleted it, run again")
-    if sha256 and _sha256(part).lower() != sha256.lower():
-        part.unlink()
-        raise ModelError(f"download of {dest.name} does not match its sha256 {sha256}; deleted it, run again")
-    os.replace(part, dest)
-    return dest
+    if size is not None and have == size:
+        return
+    with _get(url, {"Range": f"bytes={have}-"} if have else None) as r:
+        if have and r.status != 206:  # server ignored Range: start over
+            have = 0
+        length = int(r.headers["Content-Length"]) if r.headers.get("Content-Length") else None
+        with (
+            open(part, "ab" if have else "wb") as f,
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                disable=quiet,
+                transient=True,
+            ) as progress,
+        ):
+            task = progress.add_task(f"downloading {name}", total=size or length, completed=have)
+            received = 0
+            while chunk := r.read(CHUNK):
+                f.write(chunk)
+                received += len(chunk)
+                progress.advance(task, len(chunk))
+        if length is not None and received < length:
+            raise http.client.IncompleteRead(b"\0" * received, length - received)
 
 
 def pull_style(style: str, root: str | Path | None = None, quiet: bool = False) -> ModelFiles:

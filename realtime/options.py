@@ -85,6 +85,14 @@ class Options:
         type=int,
         metavar="PX",
     )
+    # images
+    max_pixels: int = opt(
+        100_000_000,
+        "refuse images with more pixels than this (a small file can decode to gigabytes); raise it for huge scans",
+        "images",
+        type=int,
+        metavar="N",
+    )
     # video and live
     smoothing: float = opt(
         1.0,
@@ -109,7 +117,9 @@ class Options:
         metavar="N",
     )
     crf: int = opt(18, "H.264 quality (lower is better and bigger)", "encoder", type=int)
-    codec: str = opt("libx264", "video encoder (any FFmpeg encoder PyAV has)", "encoder")
+    codec: str = opt(
+        "auto", "video encoder: auto (H.264; VP9 in .webm) or any FFmpeg encoder, e.g. libx265", "encoder"
+    )
     preset: str = opt(
         "medium",
         "x264/x265 speed preset",
@@ -152,6 +162,8 @@ class Options:
             raise InputError(f"--head-interval must be 1 or more, got {self.head_interval}")
         if self.work_size < 64:
             raise InputError(f"--work-size must be at least 64, got {self.work_size}")
+        if self.max_pixels < 1:
+            raise InputError(f"--max-pixels must be at least 1, got {self.max_pixels}")
         for name, value, known in (
             ("background", self.background, list(BACKGROUNDS)),
             ("backend", self.backend, ["auto", *backend_names()]),
@@ -159,6 +171,10 @@ class Options:
         ):
             if value not in known:
                 raise InputError(f"--{name} {value!r} is not one of: {', '.join(known)}")
+        from .models import STYLES
+
+        if self.style not in STYLES:
+            raise InputError(f"--style {self.style!r} is not one of: {', '.join(STYLES)}")
 
     def encoder(self) -> dict:
         """The video encoder's settings, as ``VideoFileSink`` takes them."""
@@ -314,6 +330,8 @@ def settle(options: Options, mode: Mode, given: frozenset[str] = frozenset()) ->
     from .engine import get_backend, resolve_spec
 
     changes, notes = {}, []
+    if options.model_dir and "style" in given:
+        notes.append(f"--style {options.style} is ignored: --model-dir {options.model_dir} gives the graphs")
     spec = resolve_spec(options.backend, "auto", options.engine_device)
     preset_precision = "precision" not in given and options.precision == mode.preset.get("precision")
     if preset_precision and options.precision not in get_backend(spec.backend).precisions:

@@ -6,17 +6,21 @@ thread."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import secrets
+import sys
 import threading
 import time
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, OutputError
 from .records import Frame
 from .transport import Slot
 
@@ -46,23 +50,56 @@ class Sink:
     def __exit__(self, exc_type, *exc) -> None:
         self.close(complete=exc_type is None)
 
-# Containers whose muxers take the source's audio codec as is; others get AAC.
-_COPY_OK = {
-    ".mp4": {"aac", "mp3", "alac", "opus", "ac3", "eac3", "flac"},
-    ".mov": {"aac", "mp3", "alac", "pcm_s16le"},
-    ".mkv": None,
-    ".webm": {"opus", "vorbis"},
+@dataclass(frozen=True)
+class Container:
+    """What an output extension gets: its default video and audio encoders, and the muxer
+    options that make a file written so far playable if the process dies (fragments of at
+    most half a second: a killed recording loses about its last second)."""
+
+    video: str
+    audio: str
+    survive: dict
+
+
+# delay_moov: the header waits for the first fragment, so it can carry the edit list that
+# starts the video at 0 despite B-frames; flush_packets: written means on disk, not buffered.
+_FRAGMENTED_MP4 = {
+    "movflags": "+frag_keyframe+delay_moov+default_base_moof",
+    "frag_duration": "500000",
+    "flush_packets": "1",
 }
+_CLUSTERS = {"cluster_time_limit": "500", "flush_packets": "1"}
+CONTAINERS = {
+    ".mp4": Container("libx264", "aac", _FRAGMENTED_MP4),
+    ".mov": Container("libx264", "aac", _FRAGMENTED_MP4),
+    ".mkv": Container("libx264", "aac", _CLUSTERS),
+    ".webm": Container("libvpx-vp9", "libopus", _CLUSTERS),
+}
+_X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
+def encoder_options(codec: str, crf: int, preset: str) -> dict:
+    """--crf and --preset for the encoder at hand: x264/x265 take them as they are; VP9 gets
+    constant quality at the matching crf (its scale runs to 63) and a speed from the preset."""
+    if codec in ("libx264", "libx265"):
+        return {"crf": str(crf), "preset": preset}
+    if codec == "libvpx-vp9":
+        speed = 8 - _X264_PRESETS.index(preset) if preset in _X264_PRESETS else 4
+        return {"crf": str(min(crf + 13, 63)), "b": "0", "cpu-used": str(speed), "row-mt": "1", "deadline": "good"}
+    return {}
 
 
 class VideoFileSink(Sink):
-    """H.264 yuv420p into a temporary file next to ``path``, renamed on ``close()``.
+    """A video file at ``path`` (H.264 yuv420p by default; VP9 in .webm).
 
     Video frames keep the source's pts and time base (variable frame rate survives); audio
-    packets of ``audio_from`` are copied untouched, interleaved by time, or transcoded to AAC
-    where the container cannot hold their codec. Leaving its ``with`` block on an exception
-    finishes the file with the frames so far (work done is kept; the caller says it is
-    partial), up to the last frame's time in the audio too.
+    packets of ``audio_from`` are copied untouched, interleaved by time, or transcoded where
+    the container cannot hold their codec (damaged packets are dropped). The file is written
+    in fragments, so what was written plays even if the process is killed. ``temporary``
+    (files made from files): it is written under a hidden name unique to this process and
+    renamed into place when finished; a live recording grows at ``path`` itself. Write
+    failures (a full disk, a read-only folder) are one ``OutputError`` naming the file, and no
+    partial temporary file is left.
     """
 
     def __init__(
@@ -73,54 +110,90 @@ class VideoFileSink(Sink):
         fps: float,
         time_base,
         audio_from: str | Path | None,
-        codec: str = "libx264",
+        codec: str = "auto",
         crf: int = 18,
         preset: str = "medium",
+        temporary: bool = True,
     ):
         self.path = Path(path)
         ext = self.path.suffix.lower()
-        if ext not in _COPY_OK:
+        if ext not in CONTAINERS:
             raise InputError(f"cannot write {self.path.name}: use .mp4, .mov, .mkv or .webm")
-        self.tmp = self.path.with_name(f".{self.path.stem}.part{ext}")
-        self.out = av.open(str(self.tmp), "w")
-        self.video = self.out.add_stream(codec, rate=_rate(fps))
-        self.video.width, self.video.height = width - width % 2, height - height % 2
-        self.video.pix_fmt = "yuv420p"
-        self.video.time_base = time_base
-        self.video.codec_context.time_base = time_base
-        if codec in ("libx264", "libx265"):
-            self.video.options = {"crf": str(crf), "preset": preset}
+        kind = CONTAINERS[ext]
+        codec = kind.video if codec in ("auto", None) else codec
+        try:
+            if av.Codec(codec, "w").type != "video":
+                raise InputError(f"--codec {codec} is not a video encoder; try libx264, libx265 or libvpx-vp9")
+        except av.codec.codec.UnknownCodecError:
+            raise InputError(
+                f"--codec {codec} is not an encoder this FFmpeg has; try libx264, libx265 or libvpx-vp9"
+            ) from None
+        unique = f".{self.path.stem}.part-{os.getpid()}-{secrets.token_hex(3)}{ext}"  # two runs never share one
+        self.tmp = self.path.with_name(unique) if temporary else self.path
         self.frames = 0
+        self.notes: list[str] = []  # what the file does not carry over from the source, said once
+        if width % 2 or height % 2:
+            self.notes.append(
+                f"{width}x{height} has an odd side; {codec} needs even ones, so the last "
+                f"{'column' if width % 2 else 'row'}{' and row' if width % 2 and height % 2 else ''} is left out"
+            )
         self.written: Path | None = None  # where the finished file is, once closed
         self._last_seconds = 0.0
         self._audio_in = None
         self._audio_pairs: list = []
-        if audio_from is not None:
-            self._open_audio(Path(audio_from), ext)
+        self.out = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp.open("wb").close()  # PyAV opens the file only at the first packet: fail here, before any work
+            self.out = av.open(str(self.tmp), "w", options=dict(kind.survive))
+            if codec not in self.out.supported_codecs:
+                raise InputError(f"{codec} cannot go in {ext}; leave --codec out (it picks {kind.video}) or use .mkv")
+            self.video = self.out.add_stream(codec, rate=_rate(fps))
+            self.video.width, self.video.height = width - width % 2, height - height % 2
+            self.video.pix_fmt = "yuv420p"
+            self.video.time_base = time_base
+            self.video.codec_context.time_base = time_base
+            self.video.options = encoder_options(codec, crf, preset)
+            if audio_from is not None:
+                self._open_audio(Path(audio_from), kind)
+        except InputError:
+            self._discard()
+            raise
+        except OSError as e:
+            self._discard()
+            raise OutputError(f"cannot write {self.path} ({_reason(e)}); choose a folder you can write to") from None
 
-    def _open_audio(self, src: Path, ext: str) -> None:
+    def _open_audio(self, src: Path, kind: Container) -> None:
         container = av.open(str(src))
+        left = [s.type for s in container.streams if s.type not in ("video", "audio")]
+        if left:
+            self.notes.append(f"{src.name}'s {', '.join(sorted(set(left)))} streams are not carried over")
         if not container.streams.audio:
             container.close()
             return
         self._audio_in = container
-        allowed = _COPY_OK[ext]
         for s in container.streams.audio:
-            if allowed is None or s.codec_context.name in allowed:
+            if s.codec_context.name in self.out.supported_codecs:
                 self._audio_pairs.append((s, self.out.add_stream_from_template(s), None))
             else:
-                out = self.out.add_stream("aac", rate=s.rate or 48000)
-                self._audio_pairs.append((s, out, av.AudioResampler(format="fltp", layout=s.layout, rate=out.rate)))
+                out = self.out.add_stream(kind.audio, rate=48000 if kind.audio == "libopus" else (s.rate or 48000))
+                fmt = out.codec_context.codec.audio_formats[0].name
+                self._audio_pairs.append((s, out, av.AudioResampler(format=fmt, layout=s.layout, rate=out.rate)))
         self._audio_packets = container.demux(*container.streams.audio)
         self._pending = None
+        self.dropped_audio = 0
 
     def _mux_audio_until(self, seconds: float | None) -> None:
-        """Copy audio packets up to ``seconds`` (None: all that remain)."""
+        """Copy audio packets up to ``seconds`` (None: all that remain); a damaged one (the
+        torn last packet of a cut file) is left out."""
         if self._audio_in is None:
             return
         streams = {p[0].index: p for p in self._audio_pairs}
         while True:
-            pkt = self._pending or next(self._audio_packets, None)
+            try:
+                pkt = self._pending or next(self._audio_packets, None)
+            except av.FFmpegError:  # the audio of a damaged file ends here
+                pkt = None
             self._pending = None
             if pkt is None:
                 return
@@ -130,11 +203,18 @@ class VideoFileSink(Sink):
                 self._pending = pkt
                 return
             _, out, resampler = streams[pkt.stream.index]
+            try:
+                frames = pkt.decode()  # checks the packet; the frames are needed to transcode
+            except av.FFmpegError:
+                frames = None
+            if pkt.is_corrupt or frames is None:
+                self.dropped_audio += 1
+                continue
             if resampler is None:
                 pkt.stream = out
                 self.out.mux(pkt)
             else:
-                for frame in pkt.decode():
+                for frame in frames:
                     for f in resampler.resample(frame):
                         self.out.mux(out.encode(f))
 
@@ -142,8 +222,11 @@ class VideoFileSink(Sink):
         h, w = self.video.height, self.video.width
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h, :w]), format="bgr24")
         vf.pts, vf.time_base = frame.pts, frame.time_base
-        self._mux_audio_until(frame.seconds)
-        self.out.mux(self.video.encode(vf))
+        try:
+            self._mux_audio_until(frame.seconds)
+            self.out.mux(self.video.encode(vf))
+        except OSError as e:
+            raise OutputError(f"writing {self.path} failed ({_reason(e)})") from None
         self.frames += 1
         self._last_seconds = frame.seconds
 
@@ -151,19 +234,28 @@ class VideoFileSink(Sink):
         """Flush, finish the file and move it into place (also after an interruption:
         ``complete=False``, the file then holds the frames so far, audio up to the last of
         them, and plays). With no frame written there is nothing to play: the file is removed
-        and None returned (``written`` keeps the answer)."""
+        and None returned (``written`` keeps the answer). If finishing fails (a full disk),
+        the file is removed and the error raised."""
         if self.frames == 0:
             self._discard()
             return None
-        self.out.mux(self.video.encode(None))
-        self._mux_audio_until(None if complete else self._last_seconds)
-        for _, out, resampler in self._audio_pairs:
-            if resampler is not None:
-                self.out.mux(out.encode(None))
-        self.out.close()
-        if self._audio_in is not None:
-            self._audio_in.close()
-        os.replace(self.tmp, self.path)
+        try:
+            self.out.mux(self.video.encode(None))
+            self._mux_audio_until(None if complete else self._last_seconds)
+            for _, out, resampler in self._audio_pairs:
+                if resampler is not None:
+                    self.out.mux(out.encode(None))
+            self.out.close()
+            if self.tmp != self.path:
+                os.replace(self.tmp, self.path)
+        except OSError as e:
+            self._discard()
+            raise OutputError(f"finishing {self.path} failed ({_reason(e)}); it was removed") from None
+        finally:
+            if self._audio_in is not None:
+                self._audio_in.close()
+        if getattr(self, "dropped_audio", 0):
+            self.notes.append(f"{self.dropped_audio} damaged audio packet(s) of the source were left out")
         self.written = self.path
         return self.path
 
@@ -174,10 +266,18 @@ class VideoFileSink(Sink):
             self._discard()
 
     def _discard(self) -> None:
-        self.out.close()
+        with contextlib.suppress(Exception):  # closing a container whose disk is full can fail too
+            if self.out is not None:
+                self.out.close()
         if self._audio_in is not None:
             self._audio_in.close()
-        self.tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # never there, or on a file system that went read-only
+            self.tmp.unlink()
+
+
+def _reason(e: OSError) -> str:
+    """The OS's words for a write failure ("No space left on device"), without FFmpeg's path."""
+    return e.strerror or str(e).split(":")[0]
 
 
 class BackgroundSink(Sink):
@@ -257,6 +357,9 @@ class PreviewSink(Sink):
     def __init__(self, title: str = "cartoon-cam"):
         import cv2
 
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            # OpenCV's Qt would abort the whole process here, taking the other outputs with it.
+            raise InputError("no display for --preview (DISPLAY is not set); the other outputs carry on")
         self.cv2, self.title, self.closed = cv2, title, False
         self._times: list[float] = []
         try:

@@ -51,8 +51,8 @@ class FileSource:
         self._closed = False
         video = [s for s in self.container.streams.video if not _is_picture(s)]
         if not video:
+            kind = "only a cover picture, no video" if self.container.streams.video else "no video stream"
             self.close()
-            kind = "only a cover picture, no video" if self.container_had_video else "no video stream"
             raise InputError(f"{self.path} has {kind}; give a video file")
         self.stream = video[0]
         self.stream.thread_type = "AUTO"
@@ -60,12 +60,9 @@ class FileSource:
         self.fps = float(self.stream.average_rate or self.stream.guessed_rate or 25)
         self.frame_count = self.stream.frames or None
         self.warning: str | None = None
+        self.notes: list[str] = []  # what was repaired on the way (said, not fatal)
         self._decoded = self._decode()
         self._first: Frame | None = None
-
-    @property
-    def container_had_video(self) -> bool:
-        return bool(self.container.streams.video)
 
     @property
     def first(self) -> Frame | None:
@@ -84,10 +81,14 @@ class FileSource:
 
     def _decode(self) -> Iterator[Frame]:
         i = 0
+        timeline = _Timeline(self.time_base, self.fps)
         try:
             for frame in self.container.decode(self.stream):
-                yield Frame(_upright(frame), frame.pts, frame.time_base or self.time_base, i, time.monotonic())
+                pts = timeline(frame.pts, frame.time_base or self.time_base)
+                yield Frame(_upright(frame), pts, self.time_base, i, time.monotonic())
                 i += 1
+                if timeline.repaired and not self.notes:
+                    self.notes.append(f"{self.path.name}: {timeline.repaired}")
         except av.FFmpegError as e:
             self.warning = f"{self.path.name}: decoding stopped at frame {i} ({e}); the rest is unreadable"
         if self.warning is None and self.frame_count and i < self.frame_count:
@@ -108,6 +109,39 @@ class FileSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _Timeline:
+    """Presentation times that only go forward. A file joined from clips without care (an
+    ``ffmpeg -f concat -c copy`` of a 25 fps and a 10 fps clip) can step back in time; an
+    encoder refuses that, so from such a frame on every later one is moved by the same amount
+    to one frame after the last (their spacing kept), and ``repaired`` says so."""
+
+    def __init__(self, time_base, fps: float):
+        self.time_base = time_base
+        self.step = max(1, round(1 / (fps * time_base)))
+        self.offset = 0
+        self.last: int | None = None
+        self.repaired: str | None = None
+
+    def __call__(self, pts: int | None, time_base) -> int:
+        if pts is not None and time_base != self.time_base:
+            pts = round(pts * time_base / self.time_base)
+        if pts is None:  # no timestamp at all: one frame after the last
+            pts = (self.last + self.step if self.last is not None else 0) - self.offset
+        out = pts + self.offset
+        if self.last is not None and out <= self.last:
+            back = self.last - out
+            self.offset += back + self.step
+            out += back + self.step
+            if self.repaired is None:
+                at, by = float(self.last * self.time_base), float(back * self.time_base)
+                self.repaired = (
+                    f"timestamps go back {by:.2f} s after {at:.2f} s; the frames from there on were moved "
+                    "to keep time going forward (sound after that point may drift)"
+                )
+        self.last = out
+        return out
 
 
 def _is_picture(stream) -> bool:

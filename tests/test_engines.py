@@ -4,13 +4,23 @@ engine cache."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 from conftest import GOLDEN_CASES, assert_faithful, asset, goldens, psnr
 
 import realtime.engine as engine_module
-from realtime.engine import EngineSpec, artifact_dir, artifact_key, build, get_backend, load_engine, resolve_spec
+from realtime.engine import (
+    EngineSpec,
+    artifact_dir,
+    artifact_key,
+    build,
+    get_backend,
+    load_engine,
+    onnx_dir,
+    resolve_spec,
+)
 from realtime.errors import BackendError, InputError
 
 CPU_BACKENDS = ["torch", "onnxruntime", "openvino"]
@@ -91,19 +101,60 @@ def test_the_key_is_the_runtime_and_the_onnx_it_was_built_from(assets, monkeypat
     assert artifact_key(graph, spec) != key
 
 
-def test_a_damaged_cached_engine_is_rebuilt(assets, tmp_path):
-    """A cached artifact that no longer loads (a truncated model.bin) is built again, once,
-    with a line that says so; the output is what the healthy engine gave."""
+def _half(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGE = {
+    "truncated model.bin": ("openvino", lambda d, onnx: _half(d / "model.bin")),
+    "half model.xml": ("openvino", lambda d, onnx: _half(d / "model.xml")),
+    "empty key.json": ("openvino", lambda d, onnx: (d / "key.json").write_text("")),
+    "truncated onnxruntime model": ("onnxruntime", lambda d, onnx: _half(d / "model.onnx")),
+    "truncated ONNX export and model": ("onnxruntime", lambda d, onnx: [_half(onnx), _half(d / "model.onnx")]),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_cache_heals(assets, tmp_path, damage):
+    """Whatever is damaged in a cached engine, the next run builds what it needs again,
+    once, and gives what the healthy engine gave."""
+    backend, harm = DAMAGE[damage]
     graph = asset(assets, "fixtures/dctnet_tiny.pb")
-    spec = EngineSpec("openvino", "fp32", "cpu", "head")
+    spec = EngineSpec(backend, "fp32", "cpu", "head")
     x = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
     want = load_engine(graph, spec, tmp_path, log=None)(x)
-    weights = artifact_dir(graph, spec, tmp_path) / "model.bin"
-    weights.write_bytes(weights.read_bytes()[:1000])
-    log: list[str] = []
-    got = load_engine(graph, spec, tmp_path, log=log.append)(x)
+    harm(artifact_dir(graph, spec, tmp_path), onnx_dir(graph, tmp_path) / "model.onnx")
+    got = load_engine(graph, spec, tmp_path, log=None)(x)
     assert (got == want).all()
-    assert len([m for m in log if "does not load" in m and "rebuilding" in m]) == 1
+
+
+def test_a_damaged_export_is_made_again_for_a_new_engine(assets, tmp_path):
+    """An engine built later from a cached ONNX export that was damaged meanwhile exports it again."""
+    graph = asset(assets, "fixtures/dctnet_tiny.pb")
+    x = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    want = load_engine(graph, EngineSpec("onnxruntime", "fp32", "cpu", "head"), tmp_path, log=None)(x)
+    _half(onnx_dir(graph, tmp_path) / "model.onnx")
+    log: list[str] = []
+    got = load_engine(graph, EngineSpec("openvino", "fp32", "cpu", "head"), tmp_path, log=log.append)(x)
+    assert (got == want).all() and any("exporting it again" in m for m in log)
+
+
+def test_a_killed_build_leaves_nothing_for_good(assets, tmp_path):
+    """A build killed half-way leaves its temporary folder; the next build sweeps it (its
+    process is gone), and a live build's folder is left alone."""
+    import subprocess
+    import sys
+
+    engines = tmp_path / "engines"
+    engines.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = engines / f".openvino-fp32-head-x.{int(dead.stdout)}.abc123"
+    live = engines / f".openvino-fp32-head-y.{os.getpid()}.def456"
+    for d in (stale, live):
+        d.mkdir()
+        (d / "model.bin").write_bytes(b"half")
+    load_engine(asset(assets, "fixtures/dctnet_tiny.pb"), EngineSpec("openvino", "fp32", "cpu", "head"), tmp_path, None)
+    assert not stale.exists() and live.exists()
 
 
 def test_auto_and_explicit_choices():
@@ -157,3 +208,29 @@ def test_fp16_onnx_for_tensorrt_is_faithful(assets, session_cache):
     out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input_image": inp[None]})[0]
     ref = _engine(assets, HEAD, "torch")(inp[None])
     assert 40.0 <= psnr(out[0], ref[0]) < 99.0  # close to FP32, and not FP32 itself
+
+
+def test_no_usage_reports_leave_the_machine(assets, tmp_path):
+    """OpenVINO and NNCF send a usage event to Google Analytics, from a forked process, on
+    import, on each conversion and on each quantization, unless the user declined: an INT8
+    build used to start three such processes. None now."""
+    import subprocess
+    import sys
+
+    code = "\n".join(
+        [
+            "import multiprocessing, sys",
+            "started = []",
+            "real = multiprocessing.Process.start",
+            "multiprocessing.Process.start = lambda self: (started.append(self), real(self))[1]",
+            "from realtime.cli import image_main",
+            "rc = image_main(sys.argv[1:])",
+            "print('exit', rc, 'processes', len(started))",
+        ]
+    )
+    args = [asset(assets, "media/portrait_1024.png"), tmp_path / "out.png", "--precision", "int8", "--quiet"]
+    args += ["--model-dir", asset(assets, "models/dctnet/random"), "--cache-dir", tmp_path / "cache"]
+    args += ["--face-model", asset(assets, "models/face_landmarker.task")]
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NNCF_CI")}  # as on a user's machine
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env)
+    assert proc.stdout.strip().splitlines()[-1] == "exit 0 processes 0", proc.stderr[-500:]

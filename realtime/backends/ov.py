@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -18,9 +20,7 @@ def shared_core():
     two Cores made on one thread are destroyed in the order they were made, leaves that
     thread's alternate stack pointing at freed memory, so the next Ctrl-C or SIGTERM (Python's
     handlers run on the alternate stack) segfaults (OpenVINO 2026.4, seen on an AMX CPU)."""
-    import openvino as ov
-
-    return ov.Core()
+    return openvino().Core()
 
 
 class OpenVinoEngine(Engine):
@@ -61,18 +61,18 @@ class OpenVinoBackend(Backend):
         if device != "cpu":
             return "backend openvino runs on the CPU here; use --engine-device cpu"
         try:
-            import openvino  # noqa: F401
+            openvino()
         except ImportError:
             return "backend openvino is not installed; pip install openvino"
         return None
 
     @classmethod
     def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path, shared: Path) -> Path:
-        import openvino as ov
-
-        model = ov.convert_model(str(onnx))
-        if spec.precision == "int8":
-            model = quantize(model, calibration_images(spec.role))
+        ov = openvino()
+        with no_telemetry():
+            model = ov.convert_model(str(onnx))
+            if spec.precision == "int8":
+                model = quantize(model, calibration_images(spec.role))
         out = out_dir / "model.xml"
         ov.save_model(model, str(out), compress_to_fp16=False)
         return out
@@ -91,6 +91,31 @@ def keep_divisions(model):
         if op.get_type_name() == "Divide":
             op.get_rt_info()["nonconvertable_divide_0"] = ""
     return model
+
+
+def openvino():
+    """The ``openvino`` module, imported (the first time) with its telemetry declined."""
+    with no_telemetry():
+        import openvino as ov
+    return ov
+
+
+@contextmanager
+def no_telemetry():
+    """OpenVINO (on import and on each conversion) and NNCF report their use to Google
+    Analytics, from a forked process, unless the user declined in ~/intel; nobody using
+    cartoon-cam asked for that. Both stand down in CI environments (their switches: CI=true,
+    read when each starts a session; NNCF_CI, read when nncf is first imported)."""
+    os.environ.setdefault("NNCF_CI", "1")
+    before = os.environ.get("CI")
+    os.environ["CI"] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("CI", None)
+        else:
+            os.environ["CI"] = before
 
 
 def quantize(model, images: list[np.ndarray]):

@@ -1,0 +1,402 @@
+"""What users feed the commands and do to them: odd files, full disks, read-only folders,
+killed processes, two runs at once, outputs named like inputs. Each ends in a correct output
+or one line naming the problem and the fix; nothing done is lost, nothing half-made is left."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from conftest import asset, cli_args
+from media import frames_of, timestamps, write_video
+from PIL import Image
+
+CODE = {
+    "video": "import sys; from realtime.cli import video_main; sys.exit(video_main())",
+    "cam": "import sys; from realtime.cli import cam_main; sys.exit(cam_main())",
+    "image": "import sys; from realtime.cli import image_main; sys.exit(image_main())",
+}
+
+
+def run(command: str, *args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", CODE[command], *map(str, args)], capture_output=True, text=True, timeout=300, **kw
+    )
+
+
+def one_line(proc: subprocess.CompletedProcess, *words: str) -> str:
+    """The process failed with exit 1 and exactly one line on stderr, holding ``words``."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-800:]
+    assert len(lines) == 1 and all(w in lines[0] for w in words), lines
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def clip(assets, tmp_path_factory) -> Path:
+    return write_video(
+        tmp_path_factory.mktemp("faults") / "clip.mp4",
+        frames_of(asset(assets, "media/classroom_720p25.mp4"), 20, (320, 180)),
+    )
+
+
+@pytest.fixture
+def args(assets, tiny_models):
+    return cli_args(assets, tiny_models)
+
+
+def _mount(path: Path, options: str) -> Path:
+    path.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode:
+        pytest.skip("this machine does not let tests mount a small filesystem (needs root in a VM or container)")
+    return path
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A folder on a 1 MiB filesystem: writes fail with 'No space left on device'."""
+    path = _mount(tmp_path / "full", "size=1m")
+    yield path
+    subprocess.run(["umount", "-l", str(path)])
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    path = _mount(tmp_path / "ro", "ro,size=1m")
+    yield path
+    subprocess.run(["umount", "-l", str(path)])
+
+
+# ---- files that are not what they seem
+
+
+def write_backwards_clip(path: Path, images: list[np.ndarray]) -> Path:
+    """A clip whose presentation times step back after 20 frames (25 fps, then 10 fps from
+    0.3 s), as a careless join of two clips gives."""
+    tb = Fraction(1, 1000)
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = images[0].shape[1], images[0].shape[0], "yuv420p"
+        s.time_base = s.codec_context.time_base = tb
+        s.options = {"g": "1", "bf": "0"}
+        packets = []
+        for i, im in enumerate(images):
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(im), format="bgr24")
+            f.pts, f.time_base = i, tb
+            packets += s.encode(f)
+        packets += s.encode()
+        pts = [i * 40 for i in range(20)] + [300 + j * 100 for j in range(len(images) - 20)]
+        for i, p in enumerate(packets):
+            p.dts, p.pts, p.time_base = i, max(pts[i], i), tb
+            out.mux(p)
+    return path
+
+
+def test_timestamps_that_go_back_are_repaired(assets, args, tmp_path):
+    src = write_backwards_clip(
+        tmp_path / "joined.mkv", frames_of(asset(assets, "media/classroom_720p25.mp4"), 30, (320, 180))
+    )
+    assert timestamps(src)[20] < timestamps(src)[19]
+    out = tmp_path / "out.mp4"
+    proc = run("video", src, out, *args)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert "timestamps go back 0.46 s after 0.76 s" in proc.stderr
+    ts = timestamps(out)
+    assert len(ts) == 30 and all(b > a for a, b in itertools.pairwise(ts)) and ts[20] == pytest.approx(0.80)
+
+
+def test_cover_art_is_not_a_video(args, tmp_path):
+    song = tmp_path / "song.mp3"
+    with av.open(str(song), "w") as out:
+        audio = out.add_stream("libmp3lame", rate=44100)
+        cover = out.add_stream("mjpeg")
+        cover.width, cover.height, cover.pix_fmt = 200, 200, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        pic = av.VideoFrame.from_ndarray(np.full((200, 200, 3), 120, np.uint8), format="rgb24").reformat(
+            format="yuvj420p"
+        )
+        for p in [*cover.encode(pic), *cover.encode()]:
+            out.mux(p)
+        wave = (0.3 * np.sin(np.arange(44100) * 2 * np.pi * 440 / 44100)).astype(np.float32)[None]
+        for i in range(0, 44100, 1152):
+            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, i : i + 1152]), format="fltp", layout="mono")
+            f.sample_rate, f.pts = 44100, i
+            for p in audio.encode(f):
+                out.mux(p)
+        for p in audio.encode():
+            out.mux(p)
+    one_line(run("video", song, tmp_path / "out.mp4", *args), "only a cover picture, no video")
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_torn_audio_packet_is_left_out(assets, args, tmp_path):
+    """A clip cut short in the middle of its last audio packet: the video up to the damage,
+    the audio without the torn packet (it was copied as it was, and players choke on it), a
+    line for each."""
+    whole = tmp_path / "whole.mp4"
+    with (
+        av.open(str(asset(assets, "media/classroom_720p25_aac.mp4"))) as c,
+        av.open(str(whole), "w", options={"movflags": "faststart"}) as out,
+    ):  # index first, so a cut file still has one
+        streams = {s.index: out.add_stream_from_template(s) for s in c.streams}
+        for p in c.demux():
+            if p.dts is not None:
+                p.stream = streams[p.stream.index]
+                out.mux(p)
+    with av.open(str(whole)) as c:
+        audio = [(p.pos, p.size) for p in c.demux(c.streams.audio[0]) if p.size > 100]
+    pos, size = audio[-1]
+    torn = tmp_path / "torn.mp4"
+    torn.write_bytes(whole.read_bytes()[: pos + size // 2])
+    with av.open(str(torn)) as c:
+        readable = sum(1 for p in c.demux(c.streams.audio[0]) if p.size)
+    out = tmp_path / "out.mp4"
+    proc = run("video", torn, out, *args)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert "1 damaged audio packet(s) of the source were left out" in proc.stderr
+    with av.open(str(out)) as c:
+        kept = [p for p in c.demux(c.streams.audio[0]) if p.size]
+        for p in kept:
+            p.decode()  # every audio packet in the output decodes
+    assert len(kept) == readable - 1  # all but the torn one
+
+
+def test_a_folder_is_not_a_video(args, tmp_path):
+    one_line(run("video", tmp_path, tmp_path / "out.mp4", *args), "is a folder; give a video file")
+
+
+def test_odd_sizes_and_dropped_streams_are_said(assets, args, tmp_path):
+    odd = tmp_path / "odd.mkv"
+    with av.open(str(odd), "w") as out:  # FFV1 takes any size (H.264 in 4:2:0 does not)
+        s = out.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = 321, 181, "yuv444p"
+        for i in range(3):
+            f = av.VideoFrame.from_ndarray(np.full((181, 321, 3), 90, np.uint8), format="bgr24")
+            f.pts = i
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    proc = run("video", odd, tmp_path / "out.mp4", *args)
+    assert proc.returncode == 0 and "321x181 has an odd side" in proc.stderr
+
+
+# ---- outputs
+
+
+def test_webm_gets_vp9_and_opus(assets, args, tmp_path):
+    src = asset(assets, "media/classroom_720p25_aac.mp4")
+    short = tmp_path / "short.mp4"
+    with av.open(str(src)) as c, av.open(str(short), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in c.streams}
+        for p in c.demux():
+            if p.dts is not None and float(p.dts * p.time_base) < 0.8:
+                p.stream = streams[p.stream.index]
+                out.mux(p)
+    for extra in ([], ["--codec", "libvpx-vp9"]):
+        out = tmp_path / "out.webm"
+        proc = run("video", short, out, *args, *extra)
+        assert proc.returncode == 0, proc.stderr[-500:]
+        with av.open(str(out)) as c:
+            assert (c.streams.video[0].codec_context.name, c.streams.audio[0].codec_context.name) == ("vp9", "opus")
+        out.unlink()
+
+
+def test_unknown_or_unfit_codecs_are_one_line(clip, args, tmp_path):
+    one_line(run("video", clip, tmp_path / "out.mp4", *args, "--codec", "nope"), "--codec nope is not an encoder")
+    one_line(run("video", clip, tmp_path / "out.webm", *args, "--codec", "libx264"), "libx264 cannot go in .webm")
+    assert not list(tmp_path.iterdir())
+
+
+def test_missing_output_folders_are_made(clip, args, tmp_path):
+    out = tmp_path / "new" / "deeper" / "out.mp4"
+    assert run("video", clip, out, *args).returncode == 0 and len(timestamps(out)) == 20
+    rec, stats = tmp_path / "rec" / "r.mp4", tmp_path / "stats" / "s.json"
+    proc = run(
+        "cam", "--device", clip, "--virtual", "off", "--record", rec, "--stats-json", stats, "--max-frames", "5", *args
+    )
+    assert proc.returncode == 0 and rec.exists() and stats.exists()
+
+
+def test_two_runs_writing_one_output_do_not_collide(clip, args, tmp_path):
+    out = tmp_path / "out.mp4"
+    cmd = [sys.executable, "-c", CODE["video"], str(clip), str(out), *args]
+    procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert len(timestamps(out)) == 20 and not list(tmp_path.glob(".out*"))
+
+
+def test_no_output_replaces_an_input(clip, args, tmp_path):
+    before = clip.read_bytes()
+    for flag in ("--record", "--stats-json"):
+        one_line(
+            run("cam", "--device", clip, "--virtual", "off", flag, clip, "--max-frames", "3", *args), "is an input"
+        )
+    one_line(run("video", clip, clip, *args), "is an input")
+    assert clip.read_bytes() == before
+
+
+def test_preview_without_a_display_leaves_the_others_running(clip, args, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    rec = tmp_path / "rec.mp4"
+    proc = run(
+        "cam", "--device", clip, "--virtual", "off", "--preview", "--record", rec, "--max-frames", "5", *args, env=env
+    )
+    assert proc.returncode == 0 and "no display for --preview" in proc.stderr and len(timestamps(rec)) == 5
+
+
+# ---- full disks, read-only folders
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(assets, args, full_disk):
+    big = write_video(full_disk.parent / "big.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 60))
+    out = full_disk / "out.mp4"
+    line = one_line(run("video", big, out, *args, "--crf", "0"), str(out), "No space left on device")
+    assert "Traceback" not in line and list(full_disk.iterdir()) == []
+
+
+def test_a_full_disk_in_an_image_batch_is_named_and_the_rest_finish(assets, args, full_disk, tmp_path):
+    (full_disk / "filler").write_bytes(b"\0" * (1024 * 1024 - 64 * 1024))  # leave room for one small image
+    small = tmp_path / "small.png"
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(small)
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (600, 600, 3), dtype=np.uint8)).save(big)
+    proc = run("image", small, big, "-o", full_disk, *args)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "big.png" in proc.stderr and "No space left on device" in proc.stderr
+    assert (full_disk / "small.png").exists() and not [p for p in full_disk.iterdir() if p.name.startswith(".")]
+
+
+def test_a_read_only_folder_is_one_line(clip, args, assets, read_only, tmp_path):
+    one_line(run("video", clip, read_only / "out.mp4", *args), str(read_only / "out.mp4"), "Read-only file system")
+    one_line(
+        run("image", asset(assets, "media/portrait_1024.png"), read_only / "out.png", *args),
+        str(read_only / "out.png"),
+        "Read-only file system",
+    )
+
+
+def test_a_read_only_cache_is_one_line(assets, read_only, tmp_path):
+    proc = run(
+        "image",
+        asset(assets, "media/portrait_1024.png"),
+        tmp_path / "out.png",
+        "--model-dir",
+        asset(assets, "models/dctnet/random"),
+        "--face-model",
+        asset(assets, "models/face_landmarker.task"),
+        "--cache-dir",
+        read_only,
+    )
+    one_line(proc, str(read_only), "Read-only file system", "--cache-dir")
+
+
+# ---- images
+
+
+def test_image_batches(args, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b, a / "sub"):
+        d.mkdir()
+    for d in (a, b):
+        Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(d / "x.png")
+    one_line(run("image", a / "x.png", b / "x.png", "-o", tmp_path / "out", *args), "would both be written to")
+    assert not (tmp_path / "out").exists()  # found before any work
+    one_line(run("image", a, tmp_path / "file.png", *args), "is a folder: give an output folder, not file.png")
+    proc = run("image", a, tmp_path / "out", *args)
+    assert proc.returncode == 0 and "subfolders are not walked (sub)" in proc.stderr
+    mode = (tmp_path / "out" / "x.png").stat().st_mode & 0o777
+    assert mode == 0o666 & ~_umask()  # not the temporary file's private 0600
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_huge_images_are_refused_with_the_flag_to_allow_them(args, tmp_path):
+    """A small file can decode to gigabytes: above --max-pixels one line names the flag; no raw
+    Pillow warning for large images under it; in a batch the others finish."""
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (12000, 10000)).save(bomb)  # 120 Mpx in a few hundred KB
+    one_line(run("image", bomb, tmp_path / "out.png", *args), "120 Mpx", "--max-pixels 120000000")
+    ok = tmp_path / "ok.png"
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(ok)
+    proc = run("image", bomb, ok, "-o", tmp_path / "out", *args)
+    assert proc.returncode == 1 and (tmp_path / "out" / "ok.png").exists() and "bomb.png" in proc.stderr
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (9500, 9500), (90, 120, 150)).save(wide)  # over Pillow's own 89 Mpx warning, under ours
+    proc = run("image", wide, tmp_path / "wide_out.jpg", *args)
+    assert proc.returncode == 0 and "DecompressionBomb" not in proc.stderr
+
+
+def test_only_the_first_frame_of_a_gif_is_said(args, tmp_path):
+    gif = tmp_path / "anim.gif"
+    frames = [Image.fromarray(np.full((64, 64, 3), v, np.uint8)) for v in (50, 150)]
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    proc = run("image", gif, tmp_path / "out.png", *[a for a in args if a != "--quiet"])
+    assert proc.returncode == 0 and "has 2 frames or pages; only the first is used" in proc.stdout + proc.stderr
+
+
+# ---- killed, stopped, devices
+
+
+def test_a_killed_recording_keeps_all_but_its_last_second(assets, args, clip, tmp_path):
+    rec = tmp_path / "rec.mp4"
+    cmd = [sys.executable, "-c", CODE["cam"], "--device", str(clip), "--loop", "--virtual", "off", "--record", str(rec)]
+    proc = subprocess.Popen([*cmd, *[a for a in args if a != "--quiet"]], stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if "Ctrl-C stops" in line:
+            break
+    started = time.monotonic()
+    time.sleep(4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    ran = time.monotonic() - started
+    frames = []
+    try:
+        with av.open(str(rec)) as c:
+            frames = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    except av.FFmpegError:
+        pass  # the torn last fragment; what came before must decode
+    assert frames and frames[0] == 0 and frames[-1] > ran - 1.6
+
+
+def test_a_device_recording_starts_at_zero(args, tmp_path):
+    rec = tmp_path / "rec.mp4"
+    device = "lavfi:testsrc2=size=320x240:rate=25,realtime"
+    proc = run("cam", "--device", device, "--virtual", "off", "--record", rec, "--max-frames", "10", *args)
+    assert proc.returncode == 0 and timestamps(rec)[0] == 0.0
+
+
+def test_a_truncated_clip_played_live_warns(assets, args, tmp_path):
+    whole = write_video(tmp_path / "whole.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 40, (320, 180)))
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    proc = run("cam", "--device", cut, "--virtual", "off", "--record", tmp_path / "rec.mp4", *args)
+    assert proc.returncode == 0 and "warning:" in proc.stderr and "of its 40 frames" in proc.stderr
+
+
+# ---- messages
+
+
+def test_messages_name_the_real_problem(assets, args, clip, tmp_path, monkeypatch):
+    one_line(run("video", clip, tmp_path / "o.mp4", *args, "--style", "foo"), "--style 'foo' is not one of")
+    proc = run("video", clip, tmp_path / "o.mp4", *[a for a in args if a != "--quiet"], "--style", "3d")
+    assert proc.returncode == 0 and "--style 3d is ignored: --model-dir" in proc.stderr
+    line = one_line(run("video", clip, tmp_path / "o2.mp4", *args, "--engine-device", "cuda"), "no inference backend")
+    assert "pip install openvino (or torch)" not in line and "openvino: backend openvino runs on the CPU" in line
+    monkeypatch.setenv("CARTOON_CAM_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    proc = run("video", clip, tmp_path / "o3.mp4", "--cache-dir", tmp_path / "empty", "--quiet")
+    one_line(proc, "--offline", "--model-dir", "--face-model", "CARTOON_CAM_ENDPOINT")
