@@ -101,24 +101,8 @@ class Analysis:
 
 
 @dataclass(frozen=True, eq=False)
-class Stylized:
-    """What the engines made of one ``Analysis``: the background graph's output at work size
-    (None when it did not run) and the stylized head of each face, by track id."""
-
-    analysis: Analysis
-    background: Any = None
-    heads: Mapping = field(default_factory=lambda: EMPTY)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "background", readonly(self.background))
-        object.__setattr__(self, "heads", frozen_map(self.heads))
-
-
-@dataclass(frozen=True, eq=False)
-class Scene:
-    """Everything one output frame is composed of: its analysis, the stylized background
-    for it (work size; fresh, or carried from a keyframe), and the head to paste on each
-    face, by track id. A face with no head here gets none: the background shows there."""
+class _Cartoon:
+    """An analysis with a stylized background (work size, or None) and heads by track id."""
 
     analysis: Analysis
     background: Any = None
@@ -131,3 +115,16 @@ class Scene:
     @property
     def frame(self) -> Frame:
         return self.analysis.frame
+
+
+@dataclass(frozen=True, eq=False)
+class Stylized(_Cartoon):
+    """What the engines made of one ``Analysis``: the background graph's output at work size
+    (None when it did not run) and the stylized head of each face, by track id."""
+
+
+@dataclass(frozen=True, eq=False)
+class Scene(_Cartoon):
+    """Everything one output frame is composed of: its analysis, the stylized background
+    for it (fresh, or carried from a keyframe), and the head to paste on each face, by track
+    id. A face with no head here gets none: the background shows there."""

@@ -113,21 +113,18 @@ def generator_bench(args, console: Console) -> dict:
             )
             console.print(f"{spec.backend} {spec.precision} {spec.device} {batch}x{h}x{w}: {ms:.1f} ms")
 
-    table = Table(title="DCT-Net generator (median ms per call; TensorFlow: 123 ms at 288, 1290 ms at 720x1280)")
-    for col in ("backend", "precision", "device", "shape", "ms", "ms/image", "x TF", "PSNR vs fp32"):
-        table.add_column(col, justify="right")
-    for r in rows:
-        table.add_row(
-            r["backend"],
-            r["precision"],
-            r["device"],
-            f"{r['batch']}x{r['height']}x{r['width']}",
-            f"{r['ms_median']:.1f}",
-            f"{r['ms_per_image']:.1f}",
-            f"{r['speedup_vs_tensorflow']:.2f}",
-            f"{r['psnr_vs_fp32']:.1f}",
+    console.print(
+        _table(
+            "DCT-Net generator (median ms per call; TensorFlow: 123 ms at 288, 1290 ms at 720x1280)",
+            ("backend", "precision", "device", "shape", "ms", "ms/image", "x TF", "PSNR vs fp32"),
+            [
+                (r["backend"], r["precision"], r["device"], f"{r['batch']}x{r['height']}x{r['width']}",
+                 f"{r['ms_median']:.1f}", f"{r['ms_per_image']:.1f}", f"{r['speedup_vs_tensorflow']:.2f}",
+                 f"{r['psnr_vs_fp32']:.1f}")
+                for r in rows
+            ],
         )
-    console.print(table)
+    )
     return {"generator": rows, "tensorflow_ms": {f"{b}x{h}x{w}": v for (b, h, w), v in TENSORFLOW_MS.items()}}
 
 
@@ -255,12 +252,33 @@ class MemoryWatch:
         }
 
 
-def live_bench(model_dir: Path, face_model: Path, clip: Path, seconds: float, console: Console) -> dict:
-    """cartoon-cam's pipeline on a clip played live and looped, as a camera would."""
+def live_bench(
+    model_dir: Path,
+    face_model: Path,
+    clip: Path,
+    seconds: float,
+    console: Console,
+    record: Path | None = None,
+    warm_up: float = 10.0,
+) -> dict:
+    """cartoon-cam's pipeline on a clip played live and looped, as a camera would; ``record``
+    also records to that file, as ``--record`` does."""
+    from contextlib import ExitStack
+
+    from realtime.sinks import BackgroundSink, VideoFileSink
+
     o = Options(model_dir=model_dir, face_model=face_model, quiet=True, **LIVE_PRESET)
-    with MemoryWatch() as memory, Stylizer(o, mode="live") as stylizer, PlaybackSource(clip, loop=True) as source:
+    with ExitStack() as stack:
+        memory = stack.enter_context(MemoryWatch())
+        stylizer = stack.enter_context(Stylizer(o, mode="live"))
+        source = stack.enter_context(PlaybackSource(clip, loop=True))
+        sinks = [DeviceSink()]
+        if record:
+            w, h = source.frame_size
+            file = VideoFileSink(record, w, h, source.fps, source.time_base, None, **o.encoder(), temporary=False)
+            sinks.append(stack.enter_context(BackgroundSink(file)))
         stream = Stream(stylizer)
-        stats = stream.run(source, [DeviceSink()], max_frames=int(seconds * source.fps))
+        stats = stream.run(source, sinks, max_frames=int(seconds * source.fps))
     out = {
         "clip": clip.name,
         **stats.summary(),
@@ -269,7 +287,7 @@ def live_bench(model_dir: Path, face_model: Path, clip: Path, seconds: float, co
         "keyframes": stream.scheduler.keyframes,
         "dropped_pct": round(100 * stats.dropped / max(stats.frames + stats.dropped, 1), 2),
         "queue_peaks": stats.queue_peaks,
-        **memory.growth(),
+        **memory.growth(warm_up),
         "stage_ms_median": stylizer.timings.medians_ms(),
     }
     console.print(f"live: {out}")
@@ -302,6 +320,15 @@ def identity_psnr(identity_dir: Path, face_model: Path, clip: Path, n: int, back
     return float(np.mean([_psnr(a.image, b) for a, b in zip(frames, keep.images, strict=True)]))
 
 
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def _cpu_name() -> str:
     """The CPU's model name (figures from different machines must not be compared)."""
     try:
@@ -323,7 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=default_models, help=f"graphs (default: {default_models})")
     parser.add_argument("--repeat", type=int, default=7, help="timed calls per case (720p: a third of it, min 3)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="only this device")
-    parser.add_argument("--only", choices=["generator", "video", "live"], help="run one part")
+    parser.add_argument(
+        "--only", choices=["generator", "video", "live", "soak"], help="run one part (the soak runs only when asked)"
+    )
+    parser.add_argument("--soak-seconds", type=float, default=600.0, help="how long the soak runs")
     parser.add_argument("--frames", type=int, default=60, help="frames of the clip for the video part")
     parser.add_argument("--live-seconds", type=float, default=12.0, help="how long to run each live measurement")
     parser.add_argument("--live-clip", type=Path, action="append", help="live: only these clips (default: three cases)")
@@ -332,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     limit_malloc_arenas()  # as the commands do
     results: dict = {"cpu_count": os.cpu_count(), "cpu": _cpu_name()}
-    parts = {args.only} if args.only else {"generator", "video", "live"}
+    parts = {args.only} if args.only else {"generator", "video", "live"}  # the soak runs only when asked
     face, clip = assets / "models/face_landmarker.task", assets / "media/classroom_720p25.mp4"
     if "generator" in parts:
         results.update(generator_bench(args, console))
@@ -343,18 +373,17 @@ def main(argv: list[str] | None = None) -> int:
         results["identity_psnr_db_video_preset"] = round(
             identity_psnr(identity, face, clip, args.frames, VIDEO_PRESET["background_interval"]), 2
         )
-        table = Table(title=f"video pipeline: first {args.frames} frames of {clip.name}, {args.model_dir.name} model")
-        for col in ("config", "fps", "x official", "flicker (face box)", "flicker (1.5x box)"):
-            table.add_column(col, justify="right")
-        for r in results["video"]:
-            table.add_row(
-                r["config"],
-                f"{r['fps']:.2f}",
-                f"{r['speedup_vs_official']:.2f}",
-                f"{r['flicker']:.3f}",
-                f"{r['flicker_head']:.3f}",
+        console.print(
+            _table(
+                f"video pipeline: first {args.frames} frames of {clip.name}, {args.model_dir.name} model",
+                ("config", "fps", "x official", "flicker (face box)", "flicker (1.5x box)"),
+                [
+                    (r["config"], f"{r['fps']:.2f}", f"{r['speedup_vs_official']:.2f}", f"{r['flicker']:.3f}",
+                     f"{r['flicker_head']:.3f}")
+                    for r in results["video"]
+                ],
             )
-        console.print(table)
+        )
         console.print(
             f"identity model through the video pipeline (fp32, smoothing): {results['identity_psnr_db']} dB mean "
             f"PSNR, {results['identity_psnr_db_video_preset']} dB with the cartoon-video preset's background interval"
@@ -362,21 +391,32 @@ def main(argv: list[str] | None = None) -> int:
     if "live" in parts:
         clips = args.live_clip or live_clips(assets, Path("bench-results/clips"))
         results["live"] = [live_bench(args.model_dir, face, c, args.live_seconds, console) for c in clips]
-        table = Table(title=f"cartoon-cam on clips played live and looped ({args.live_seconds:.0f} s each)")
-        for col in ("clip", "fps out", "source fps", "dropped", "p50 ms", "p99 ms", "keyframes", "RSS growth"):
-            table.add_column(col, justify="right")
-        for r in results["live"]:
-            table.add_row(
-                r["clip"],
-                f"{r['fps']:.2f}",
-                f"{r['source_fps']:.2f}",
-                f"{r['dropped_pct']:.1f}%",
-                f"{r['latency_ms_p50']:.0f}",
-                f"{r['latency_ms_p99']:.0f}",
-                str(r["keyframes"]),
-                f"{r.get('rss_growth_pct', float('nan')):+.1f}%",
+        console.print(
+            _table(
+                f"cartoon-cam on clips played live and looped ({args.live_seconds:.0f} s each)",
+                ("clip", "fps out", "source fps", "dropped", "p50 ms", "p99 ms", "keyframes", "RSS growth"),
+                [
+                    (r["clip"], f"{r['fps']:.2f}", f"{r['source_fps']:.2f}", f"{r['dropped_pct']:.1f}%",
+                     f"{r['latency_ms_p50']:.0f}", f"{r['latency_ms_p99']:.0f}", str(r["keyframes"]),
+                     f"{r.get('rss_growth_pct', float('nan')):+.1f}%")
+                    for r in results["live"]
+                ],
             )
-        console.print(table)
+        )
+    if "soak" in parts:
+        rec = Path("bench-results/soak-recording.mp4")
+        rec.parent.mkdir(parents=True, exist_ok=True)
+        two = live_clips(assets, Path("bench-results/clips"))[1]
+        soak = results["soak"] = live_bench(args.model_dir, face, two, args.soak_seconds, console, rec, warm_up=60)
+        with FileSource(rec) as recorded:
+            soak["recorded_frames"] = sum(1 for _ in recorded)
+        console.print(
+            f"soak ({args.soak_seconds:.0f} s, two faces, recording): {soak['fps']} fps, "
+            f"{soak['dropped_pct']}% dropped, "
+            f"p99 {soak['latency_ms_p99']} ms, queues at most {max(soak['queue_peaks'].values())} deep, RSS by minute "
+            f"{soak.get('rss_mib_each_minute')} MiB ({soak.get('rss_growth_pct')}% after the first minute), "
+            f"{soak['recorded_frames']} frames recorded"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))
