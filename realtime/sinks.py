@@ -164,7 +164,7 @@ class VideoFileSink(Sink):
             raise OutputError(f"cannot write {self.path} ({_reason(e)}); choose a folder you can write to") from None
 
     def _open_audio(self, src: Path, kind: Container) -> None:
-        container = av.open(str(src))
+        container = av.open(str(src), metadata_errors="replace")
         left = [s.type for s in container.streams if s.type not in ("video", "audio")]
         if left:
             self.notes.append(f"{src.name}'s {', '.join(sorted(set(left)))} streams are not carried over")

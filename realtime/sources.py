@@ -45,7 +45,8 @@ class FileSource:
         if not self.path.is_file():
             raise InputError(f"{self.path} does not exist; check the path")
         try:
-            self.container = av.open(str(self.path))
+            # A damaged or odd file's tags need not be UTF-8: they are not worth failing for.
+            self.container = av.open(str(self.path), metadata_errors="replace")
         except av.FFmpegError as e:
             raise InputError(f"{self.path} cannot be opened as media ({e})") from None
         self._closed = False
@@ -272,7 +273,7 @@ class CameraSource(LiveSource):
             attempts.insert(0, {**options, MJPEG_OPTION[fmt]: "mjpeg"})
         for i, attempt in enumerate(attempts):
             try:
-                self._container = av.open(name, format=fmt, options=attempt)
+                self._container = av.open(name, format=fmt, options=attempt, metadata_errors="replace")
                 break
             except (av.FFmpegError, OSError) as e:
                 if i == len(attempts) - 1 or isinstance(e, FileNotFoundError):
