@@ -37,7 +37,13 @@ class Flow:
     @staticmethod
     def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
         """``image`` (of the earlier frame) moved to the later frame along ``flow``."""
-        h, w = image.shape[:2]
+        return Flow.warp_all([image], flow)[0]
+
+    @staticmethod
+    def warp_all(images: list[np.ndarray], flow: np.ndarray) -> list[np.ndarray]:
+        """Several images of one size moved along ``flow``: the sampling map (the costly part
+        at full size) is made once."""
+        h, w = images[0].shape[:2]
         fh, fw = flow.shape[:2]
         if (fh, fw) != (h, w):
             flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -45,7 +51,7 @@ class Flow:
             flow += _grid(h, w)  # absolute sampling positions, in place on our own copy
         else:
             flow = flow + _grid(h, w)
-        return cv2.remap(image, flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return [cv2.remap(im, flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for im in images]
 
 
 @cache

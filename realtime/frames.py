@@ -85,6 +85,7 @@ class CpuFrames:
         return warp_crops(image, matrices, size)
 
     along_flow = staticmethod(Flow.warp)
+    along_flow_all = staticmethod(Flow.warp_all)
     paste = staticmethod(paste)
     clone = staticmethod(np.copy)
 
@@ -120,6 +121,19 @@ class CpuFrames:
         h, w = a.shape[:2]
         wt = cv2.resize(weight, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32) * (1 / 255)
         return cv2.blendLinear(a, b, wt, 1 - wt)
+
+    @staticmethod
+    def follow(out, carried, carried_src, src, slope: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """``out + w * (carried + slope * (src - carried_src) - out)`` (``smoothing``), with the
+        float32 ``slope`` (per colour) and uint8 ``weight`` maps stretched to the images. In
+        OpenCV's (threaded) arithmetic: twice NumPy's speed at 720p."""
+        h, w = out.shape[:2]
+        wt = cv2.resize(weight, (w, h), interpolation=cv2.INTER_LINEAR)
+        a = cv2.resize(slope, (w, h), interpolation=cv2.INTER_LINEAR)
+        moved = cv2.multiply(a, cv2.subtract(src, carried_src, dtype=cv2.CV_32F))
+        target = cv2.add(cv2.subtract(carried, out, dtype=cv2.CV_32F), moved)
+        target = cv2.multiply(target, cv2.merge([wt, wt, wt]), scale=1 / 255, dtype=cv2.CV_32F)
+        return cv2.add(target, out, dtype=cv2.CV_8U)
 
 
 class DeviceFrames:
@@ -212,15 +226,19 @@ class DeviceFrames:
         return torch.cat([_uint8(self.warp(image, m, (size, size))) for m in matrices])
 
     def along_flow(self, image: torch.Tensor, flow: np.ndarray) -> torch.Tensor:
-        """``smoothing.Flow.warp`` on the device: the flow (small, from the CPU) is uploaded,
-        scaled to the image and sampled along."""
+        return self.along_flow_all([image], flow)[0]
+
+    def along_flow_all(self, images: list[torch.Tensor], flow: np.ndarray) -> list[torch.Tensor]:
+        """``flow.Flow.warp_all`` on the device: the flow (small, from the CPU) is uploaded,
+        scaled to the images and sampled along."""
+        image = images[0]
         h, w = image.shape[:2]
         f = torch.from_numpy(flow).to(self.device).permute(2, 0, 1)[None]
         f = F.interpolate(f, size=(h, w), mode="bilinear", align_corners=False)[0]
         f = f * torch.tensor([w / flow.shape[1], h / flow.shape[0]], device=self.device)[:, None, None]
         ys, xs = torch.meshgrid(torch.arange(h, device=self.device), torch.arange(w, device=self.device), indexing="ij")
         grid = torch.stack([(2 * (xs + f[0]) + 1) / w - 1, (2 * (ys + f[1]) + 1) / h - 1], dim=-1)
-        return _uint8(self._sample(image, grid[None], "border"))[0]
+        return [_uint8(self._sample(im, grid[None], "border"))[0] for im in images]
 
     def paste(self, canvas: torch.Tensor, head: torch.Tensor, mask: np.ndarray, inverse: np.ndarray) -> None:
         """``compose.paste``: blend into a uint8 canvas in place, only inside the mask's box."""
@@ -264,11 +282,21 @@ class DeviceFrames:
         return (image.float() @ t[:, :3].T + t[:, 3] + 0.5).clamp_(0, 255).to(torch.uint8)
 
     def blend(self, a: torch.Tensor, b: torch.Tensor, weight: np.ndarray) -> torch.Tensor:
-        h, w = a.shape[:2]
-        wt = self.upload(weight)[None, None].float() * (1 / 255)
-        wt = F.interpolate(wt, size=(h, w), mode="bilinear", align_corners=False)[0, 0, :, :, None]
+        wt = self._stretch(weight[..., None].astype(np.float32) * (1 / 255), a.shape[:2])
         fb = b.float()
         return (fb + wt * (a.float() - fb) + 0.5).clamp_(0, 255).to(torch.uint8)
+
+    def follow(self, out, carried, carried_src, src, slope: np.ndarray, weight: np.ndarray) -> torch.Tensor:
+        wt = self._stretch(weight[..., None].astype(np.float32) * (1 / 255), out.shape[:2])
+        a = self._stretch(slope, out.shape[:2])
+        fo = out.float()
+        target = carried.float() - fo + a * (src.float() - carried_src.float())
+        return (fo + wt * target + 0.5).clamp_(0, 255).to(torch.uint8)
+
+    def _stretch(self, small: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+        """A small float (h, w, c) NumPy map, uploaded and stretched bilinearly to ``size`` as (H, W, c)."""
+        t = torch.from_numpy(np.ascontiguousarray(small)).to(self.device).permute(2, 0, 1)[None]
+        return F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
 
     def _sample(self, image: torch.Tensor, grid: torch.Tensor, border: str) -> torch.Tensor:
         return F.grid_sample(_nchw(image), grid, mode="bilinear", padding_mode=border, align_corners=False)

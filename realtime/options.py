@@ -288,8 +288,10 @@ class Mode:
 
 
 # On a CPU (scripts/bench.py, 2 cores): INT8 engines (42 dB from FP32, 1.8x faster); files
-# stylize the background every 3rd frame and take the frames between from the keyframes on
-# both sides, along optical flow (identity model 35.5 dB; every 4th: 35.25 dB, too near 35);
+# stylize the background every 4th frame and take the frames between from the keyframes on
+# both sides, along optical flow, and heads every 3rd frame, carried in their aligned crop
+# along its flow in between (with smoothing, as steady and faithful as every 2nd and 3rd
+# frame: identity model 35.6 dB; without it, heads are made every frame);
 # live runs the engines beside the frame path on one core with the background at 288 px,
 # fresh every 2nd engine run, and records with x264's veryfast preset. On a GPU the engines
 # are not the bottleneck: the background keeps its full size and every core is free.
@@ -301,7 +303,7 @@ MODES = {
             "file",
             newest_wins=False,
             tracking=True,
-            preset=MappingProxyType({"precision": "int8", "background_interval": 3}),
+            preset=MappingProxyType({"precision": "int8", "background_interval": 4, "head_interval": 3}),
         ),
         Mode(
             "live",
@@ -338,6 +340,9 @@ def settle(options: Options, mode: Mode, given: frozenset[str] = frozenset()) ->
         changes["precision"] = "auto"
         auto = resolve_spec(spec.backend, "auto", spec.device).precision
         notes.append(f"the {mode.name} preset's {options.precision} is not in {spec.backend}; running {auto}")
+    preset_heads = "head_interval" not in given and options.head_interval == mode.preset.get("head_interval")
+    if options.smoothing == 0 and preset_heads:
+        changes["head_interval"] = 1  # only the smoothing carries heads between head keyframes
     if spec.device.startswith("cuda"):
         for key, value in mode.gpu.items():
             if key not in given and getattr(options, key) == mode.preset.get(key) != value:

@@ -222,8 +222,11 @@ def test_every_head_sits_on_its_own_face_live(assets, tmp_path, monkeypatch):
     assert cam_main([*args, "--background", "key", "--precision", "fp32", *_args(assets, identity)]) == 0
     src = frames_of(clip)
     absolute = [round(t * fps) for t in timestamps(rec)]
-    rows = head_owners(asset(assets, "models/face_landmarker.task"), src, [(k % len(src), im) for k, im in zip(
-        absolute, frames_of(rec), strict=True)])
+    rows = head_owners(
+        asset(assets, "models/face_landmarker.task"),
+        src,
+        [(k % len(src), im) for k, im in zip(absolute, frames_of(rec), strict=True)],
+    )
     assert [r for r in rows if r["head"] == "other"] == []
     boy = [r["head"] for r in rows if r["who"] == "boy"]
     assert boy.count("own") >= 0.95 * len(boy)
@@ -451,3 +454,44 @@ def test_a_recording_with_no_frame_is_not_left_behind(tmp_path):
     sink = VideoFileSink(tmp_path / "rec.mp4", 64, 48, 25, Fraction(1, 25), None)
     assert sink.close() is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_live_heads_ease_to_a_new_keyframe():
+    """A new keyframe's head does not replace the shown one in a single frame (a visible step
+    in the face): it is reached over a few frames, and then held."""
+    from contextlib import nullcontext
+    from fractions import Fraction
+
+    from realtime.faces import Face
+    from realtime.frames import CpuFrames
+    from realtime.records import Analysis, Frame
+    from realtime.stream.live import Keyframe, LiveScheduler
+
+    class Stub:
+        frames = CpuFrames()
+
+        def stage(self, name):
+            return nullcontext()
+
+    ring = np.array([[200 + 40 * np.cos(a), 200 + 50 * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 36)])
+    pts = np.array([[185, 190], [215, 190], [200, 205], [188, 225], [212, 225]])
+    image = np.zeros((360, 640, 3), np.uint8)
+    scheduler = LiveScheduler(Stub())
+    shown = []
+    for i in range(12):
+        a = Analysis(
+            Frame(image, i, Fraction(1, 25), i, 0.0),
+            image,
+            image,
+            image,
+            (Face(pts, ring, 0.9, 1),),
+            (np.eye(2, 3),),
+            np.zeros((1, 288, 288, 3), np.uint8),
+        )
+        scheduler._latest = Keyframe(None, None, None, {1: np.full((288, 288, 3), 0 if i < 3 else 210, np.uint8)}, i)
+        (scene,) = scheduler(a)
+        shown.append(float(scene.heads[1].mean()))
+    scheduler.close()
+    steps = np.abs(np.diff(shown))
+    assert shown[0] == 0 and steps.max() <= 75, shown  # the old code: one step of 210
+    assert shown[-1] >= 195 and all(np.diff(steps[2:]) <= 0), shown  # reached, each step smaller

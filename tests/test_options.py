@@ -36,7 +36,15 @@ def test_the_user_flag_wins_and_is_known():
     ns = _parser("file").parse_args(["--precision", "int8", "--work-size", "360", "--no-faces"])
     assert explicit(ns) == {"precision", "work_size", "faces"}
     o = from_args(ns)
-    assert (o.precision, o.work_size, o.faces, o.background_interval) == ("int8", 360, False, 3)  # 3: the preset
+    assert (o.precision, o.work_size, o.faces, o.background_interval) == ("int8", 360, False, 4)  # 4: the preset
+
+
+def test_heads_between_keyframes_need_the_smoothing():
+    """The preset's head interval relies on the smoothing to carry heads between head
+    keyframes: with --smoothing 0 heads are made every frame, unless asked otherwise."""
+    for args, heads in (([], 3), (["--smoothing", "0"], 1), (["--smoothing", "0", "--head-interval", "2"], 2)):
+        ns = _parser("file").parse_args(args)
+        assert settle(from_args(ns), MODES["file"], explicit(ns))[0].head_interval == heads, args
 
 
 def test_a_preset_that_cannot_apply_says_so():

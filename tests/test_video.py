@@ -19,7 +19,7 @@ from media import frames_of, head_owners, set_rotation, timestamps, two_face_cli
 from realtime.cli import video_main
 from realtime.options import MODES, Options
 from realtime.pipeline import Stylizer
-from realtime.quality import flicker
+from realtime.quality import flicker, motion
 from realtime.records import Frame
 from realtime.sinks import MemorySink
 from realtime.sources import FileSource
@@ -43,17 +43,22 @@ def test_audio_kept_and_every_frame_in_time(assets, tiny_models, tmp_path):
     assert not list(tmp_path.glob(".*part*"))
 
 
-@pytest.mark.parametrize("interval", [1, MODES["file"].preset["background_interval"]])
-def test_identity_video_comes_back(assets, interval):
+@pytest.mark.parametrize(
+    "intervals", [(1, 1), (MODES["file"].preset["background_interval"], MODES["file"].preset["head_interval"])]
+)
+def test_identity_video_comes_back(assets, intervals):
     """The pipeline (720 work size, smoothing on) gives the video back: smoothing that
-    ghosted or lagged, or a background carried between keyframes that drifted, would lose
-    the PSNR. 13 frames: the last waits for no keyframe (carried forward only)."""
+    ghosted or lagged, a background carried between keyframes that drifted, or heads carried
+    between head keyframes that froze, would lose the PSNR. 13 frames: the last waits for
+    no keyframe (carried forward only)."""
+    interval, head_interval = intervals
     frames = list(FileSource(asset(assets, "media/classroom_720p25.mp4")))[:13]
     options = Options(
         model_dir=asset(assets, "models/dctnet/identity"),
         face_model=asset(assets, "models/face_landmarker.task"),
         quiet=True,
         background_interval=interval,
+        head_interval=head_interval,
     )
     keep = MemorySink()
     with Stylizer(options, mode="file") as st:
@@ -74,11 +79,13 @@ def test_smoothing_reduces_flicker(assets, tmp_path):
     scores = {}
     with Stylizer(base) as st:
         boxes = [tuple(int(v) for v in st.run(f.image).faces[0].box()) for f in frames]
+    sources = [f.image for f in frames]
+    moved = motion(sources)
     for smoothing in (0.0, 1.0):
         with Stylizer(base.replace(smoothing=smoothing), mode="file") as st:
             keep = MemorySink()
             Stream(st, smoothing).run(frames, [keep])
-        scores[smoothing] = flicker([f.image for f in frames], keep.images, boxes)
+        scores[smoothing] = flicker(keep.images, moved, boxes)
     assert scores[1.0] < 0.85 * scores[0.0], scores
 
 

@@ -62,13 +62,13 @@ class Stream:
         if self.mode.newest_wins:
             scheduler = self.scheduler = LiveScheduler(st, self.background_interval)
         else:
-            scheduler = self.scheduler = FileScheduler(st, self.head_interval, self.background_interval)
+            scheduler = self.scheduler = FileScheduler(st, self.head_interval, self.background_interval, self.smoothing)
         width = scheduler.gray_width
         # Live frames are composed from results carried along flow, already coherent in time;
         # the output blend (25 ms a 720p frame on a CPU) is for files, where time is not short.
         smoother = None
         if self.smoothing > 0 and not self.mode.newest_wins:
-            smoother = FlowSmoother(st.frames, weight=0.8 * min(self.smoothing, 1.0))
+            smoother = FlowSmoother(st.frames, weight=0.95 * min(self.smoothing, 1.0))
 
         def settled(fn: Callable) -> Callable:
             """The stage's GPU work has run before what it made goes on (see ``frames``)."""
@@ -87,7 +87,7 @@ class Stream:
             out = st.composite(scene)
             if smoother is not None:
                 with st.stage("smooth"):
-                    out = smoother(scene.frame.image, out)
+                    out = smoother(scene.frame.image, out, scene.analysis.image)
             return [(scene.frame, st.frames.download(out))]
 
         def deliver(item) -> tuple[int, float]:

@@ -1,7 +1,8 @@
 """The file scheduler: every frame, in order, through the engines at the rates asked for.
 
 Heads are stylized every ``head_interval``-th frame (and whenever a face has no head yet)
-and carried on each track's own transform in between. The background graph runs on every
+and carried on each track's own transform in between; with smoothing, each track's head is
+also carried in its aligned crop along the crop's flow (``smoothing.HeadCarrier``). The background graph runs on every
 ``background_interval``-th frame; the frames between wait for the next keyframe and take
 their background from both sides, each warped along optical flow and weighted by how near
 it is in time and how well its source matches (a cut or an occlusion leans on the side that
@@ -18,10 +19,12 @@ import numpy as np
 
 from ..flow import Flow
 from ..records import EMPTY, Analysis, Scene
+from ..smoothing import HeadCarrier
 
 SCENE_CUT = 30.0  # mean grey-level change from the keyframe that forces a fresh background
 MATCH_TOLERANCE = 10.0  # grey levels: how far a warped keyframe may miss the frame and still count
 FLOW_WIDTH = 640  # files keep edges in place: flow on a finer grey copy than live
+HEAD_WEIGHT = 0.95  # at --smoothing 1: how far a fresh head leans on the carried one
 
 
 class FileScheduler:
@@ -29,8 +32,9 @@ class FileScheduler:
     background keyframe, several when one arrives); ``flush()`` releases the frames still
     waiting when the input ends. Used by one thread."""
 
-    def __init__(self, stylizer, head_interval: int = 1, background_interval: int = 1):
+    def __init__(self, stylizer, head_interval: int = 1, background_interval: int = 1, smoothing: float = 0.0):
         self.stylizer = stylizer
+        self._carrier = HeadCarrier(stylizer.frames, HEAD_WEIGHT * min(smoothing, 1.0)) if smoothing > 0 else None
         self.head_interval, self.background_interval = max(1, head_interval), max(1, background_interval)
         self.between = self.background_interval > 1 and stylizer.background_engine is not None
         self.gray_width = FLOW_WIDTH if self.between else None
@@ -47,6 +51,9 @@ class FileScheduler:
         if fresh_heads:
             self._heads = stylized.heads
         heads = {t: self._heads[t] for t in a.tracks if t in self._heads}
+        if self._carrier is not None:
+            with self.stylizer.stage("carry heads"):
+                heads = self._carrier(a, heads, fresh_heads)
         self._count += 1
         if not self.between:
             return [Scene(a, stylized.background, heads)]

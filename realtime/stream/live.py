@@ -4,8 +4,9 @@ Whenever the engines are free they take the newest frame's ``Analysis`` (a snaps
 changes) and publish a new ``Keyframe``: the stylized head of each track in it and, every
 ``background_every``-th time or at once after a large change, a fresh background. Every
 frame is composed from the newest keyframe, carried to it: each face gets the head of its
-own track on its own current transform (a face the keyframe lacks gets none, so the cartoon
-background shows there, never the person's photo), and the background follows optical flow
+own track on its own current transform, eased over a few frames from the head shown before
+(a face the keyframe lacks gets none, so the cartoon background shows there, never the
+person's photo), and the background follows optical flow
 where flow can be trusted. Where it cannot (someone walks in, a hand, a light, new content
 at the border of a pan) a stand-in is shown instead of a smear: the current frame, blurred
 and recoloured by the keyframe's own source-to-cartoon colour map, until the engines
@@ -34,6 +35,7 @@ FLOW_WIDTH = 320  # live trades flow accuracy for time
 CHANGED = 128  # trust below this (of 255) counts as changed
 REFRESH_AREA = 0.03  # changed share of the frame that asks the engines for a fresh background at once
 STAND_IN_SIGMA = 1.0  # work-size pixels: the stand-in is softened about as much as the cartoon
+HEAD_EASE = 1 / 3  # each frame, a shown head closes this share of the gap to its newest keyframe head
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,6 +78,7 @@ class LiveScheduler:
         self._error: BaseException | None = None
         self._runs = 0  # engine runs; touched by the engine thread only (and by prime, before it starts)
         self._flow = Flow()  # frame path only
+        self._shown: dict = {}  # frame path only: track id -> the head last shown for it
         self._thread = threading.Thread(target=self._run, name="engines", daemon=True)
 
     @property
@@ -114,9 +117,19 @@ class LiveScheduler:
         if kf.background is not None:
             with self.stylizer.stage("carry"):
                 background = self._carry(kf, a)
-        heads = {t: kf.heads[t] for t in a.tracks if t in kf.heads}
+        heads = self._ease({t: kf.heads[t] for t in a.tracks if t in kf.heads})
         self.stylizer.frames.settle()  # before ``kf``, which the engine thread may replace, is let go
         return [Scene(a, background, heads)]
+
+    def _ease(self, heads: dict) -> dict:
+        """Each track's shown head moves towards its newest keyframe head over a few frames
+        (in the aligned crop, where heads of one face line up) instead of stepping to it when
+        a keyframe arrives; a track's first head shows at once."""
+        f = self.stylizer.frames
+        shown = self._shown
+        eased = {t: h if t not in shown else f.mix(h, shown[t], HEAD_EASE) for t, h in heads.items()}
+        self._shown = eased
+        return eased
 
     def _wait_first(self) -> Keyframe:
         with self._published:
