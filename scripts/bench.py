@@ -282,7 +282,7 @@ def live_quality(model_dir, identity_dir, face_model, clip, frames, tmp: Path, m
         if name == "identity":
             scores = [psnr(frames[i].image, im) for i, im in zip(order, recorded, strict=True)]
             row["identity_psnr_mean"] = round(float(np.mean(scores)), 2)
-            row["identity_psnr_min"] = round(min(scores), 2)
+            row["identity_psnr_min"] = round(float(min(scores)), 2)
             continue
         row["fps"] = stats["fps"]
         out = _small(recorded)

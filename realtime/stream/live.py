@@ -23,18 +23,22 @@ import os
 import sys
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
+import cv2
 import numpy as np
 
-from ..flow import Flow, trust
-from ..records import Analysis, Scene, frozen_map, readonly
+from ..flow import Flow, small_gray, trust
+from ..records import EMPTY, Analysis, Scene, frozen_map, readonly
+from ..smoothing import HEAD_EPS, HEAD_WIDTH, slopes
 from ..transport import END, Slot
 
 FLOW_WIDTH = 320  # live trades flow accuracy for time
 CHANGED = 128  # trust below this (of 255) counts as changed
 REFRESH_AREA = 0.03  # changed share of the frame that asks the engines for a fresh background at once
 STAND_IN_SIGMA = 1.0  # work-size pixels: the stand-in is softened about as much as the cartoon
+FULL = np.full((HEAD_WIDTH, HEAD_WIDTH), 255, np.uint8)  # a carried head stands in wholly
 HEAD_EASE = 1 / 3  # each frame, a shown head closes this share of the gap to its newest keyframe head
 
 
@@ -50,11 +54,14 @@ class Keyframe:
     colours: np.ndarray | None
     heads: Mapping
     index: int
+    # track id -> (the crop its head was made from, NumPy; the head's slopes against it)
+    crops: Mapping = field(default_factory=lambda: EMPTY)
 
     def __post_init__(self) -> None:
         for name in ("gray", "background", "colours"):
             object.__setattr__(self, name, readonly(getattr(self, name)))
         object.__setattr__(self, "heads", frozen_map(self.heads))
+        object.__setattr__(self, "crops", MappingProxyType(dict(self.crops)))
 
 
 class LiveScheduler:
@@ -79,6 +86,7 @@ class LiveScheduler:
         self._runs = 0  # engine runs; touched by the engine thread only (and by prime, before it starts)
         self._flow = Flow()  # frame path only
         self._shown: dict = {}  # frame path only: track id -> the head last shown for it
+        self._head_flow = Flow()  # frame path only
         self._thread = threading.Thread(target=self._run, name="engines", daemon=True)
 
     @property
@@ -117,9 +125,30 @@ class LiveScheduler:
         if kf.background is not None:
             with self.stylizer.stage("carry"):
                 background = self._carry(kf, a)
-        heads = self._ease({t: kf.heads[t] for t in a.tracks if t in kf.heads})
+        with self.stylizer.stage("carry heads"):
+            heads = self._ease(self._carry_heads(kf, a))
         self.stylizer.frames.settle()  # before ``kf``, which the engine thread may replace, is let go
         return [Scene(a, background, heads)]
+
+    def _carry_heads(self, kf: Keyframe, a: Analysis) -> dict:
+        """Each track's keyframe head moved from the crop it was made from to this frame's
+        crop, along the crop's flow, and changed as the crop changed (``smoothing``): the
+        head follows the face between keyframes instead of standing still on it."""
+        f = self.stylizer.frames
+        heads = {}
+        for i, t in enumerate(a.tracks):
+            if t not in kf.heads:
+                continue
+            if t not in kf.crops:
+                heads[t] = kf.heads[t]
+                continue
+            key_crop, key_slopes = kf.crops[t]
+            crop = f.download(a.crops[i])
+            flow = self._head_flow.backward(small_gray(crop, HEAD_WIDTH), small_gray(key_crop, HEAD_WIDTH))
+            image = a.crops[i]
+            carried, carried_src = f.along_flow_all([kf.heads[t], f.upload(key_crop)], flow)
+            heads[t] = f.follow(carried, carried, carried_src, image, key_slopes, FULL)
+        return heads
 
     def _ease(self, heads: dict) -> dict:
         """Each track's shown head moves towards its newest keyframe head over a few frames
@@ -171,13 +200,21 @@ class LiveScheduler:
         if fresh_bg:
             self._refresh.clear()
         stylized = self.stylizer.stylize(a, background=fresh_bg)
+        f = self.stylizer.frames
+        crops = {}
+        for i, t in enumerate(a.tracks):
+            if t in stylized.heads:
+                crop = f.download(a.crops[i])
+                small = cv2.resize(crop, (HEAD_WIDTH, HEAD_WIDTH), interpolation=cv2.INTER_AREA)
+                head = f.download(f.resize(stylized.heads[t], HEAD_WIDTH, HEAD_WIDTH))
+                crops[t] = (readonly(crop), readonly(slopes(small, head, eps=HEAD_EPS)))
         if fresh_bg and stylized.background is not None:
-            colours = colour_map(a.small, self.stylizer.frames.download(stylized.background))
-            kf = Keyframe(a.gray, stylized.background, colours, stylized.heads, a.frame.index)
+            colours = colour_map(a.small, f.download(stylized.background))
+            kf = Keyframe(a.gray, stylized.background, colours, stylized.heads, a.frame.index, crops)
         elif old is not None:
-            kf = Keyframe(old.gray, old.background, old.colours, stylized.heads, a.frame.index)
+            kf = Keyframe(old.gray, old.background, old.colours, stylized.heads, a.frame.index, crops)
         else:
-            kf = Keyframe(None, None, None, stylized.heads, a.frame.index)
+            kf = Keyframe(None, None, None, stylized.heads, a.frame.index, crops)
         self.stylizer.frames.settle()  # its results are ready before another thread sees them
         with self._published:
             self._latest = kf
