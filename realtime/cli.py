@@ -97,13 +97,21 @@ def image_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=["png", "jpg", "webp"], help="output format (default: from the name)")
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists (resume)")
     parser.add_argument("--stats", action="store_true", help="print a per-stage timing breakdown")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="spread the files over a Ray cluster: ADDRESS (auto, ray://host:10001), or none for a local one",
+    )
     add_arguments(parser, ("models", "engine", "faces", "look", "images", "output"))
     args = parser.parse_args(argv)
 
     def body(interrupts: Interrupts) -> int:
         from rich.progress import Progress
 
-        from .imageio import Picture, output_format, read_image, write_image
+        from .batch import failure, stylize_file
+        from .imageio import output_format
         from .options import explicit, settle
         from .pipeline import Stylizer
 
@@ -117,26 +125,28 @@ def image_main(argv: list[str] | None = None) -> int:
         todo = [(s, d) for s, d in jobs if not (args.skip_existing and d.exists())]
         failed: list[str] = []
         single = len(jobs) == 1
-        with Stylizer(options) as stylizer, Progress(disable=single or options.quiet, transient=True) as bar:
+        with Progress(disable=single or options.quiet, transient=True) as bar:
             task = bar.add_task("stylizing", total=len(todo))
-            for src, dst in todo:
-                try:
-                    with stylizer.stage("decode"):
-                        picture = read_image(src, options.max_pixels)
-                    if picture.note and not options.quiet:
-                        bar.console.print(picture.note)
-                    result = stylizer.run(picture.bgr)
-                    if stylizer.finder is not None and not result.faces and not options.quiet:
-                        bar.console.print(f"{src.name}: no face found; background only")
-                    with stylizer.stage("encode"):
-                        write_image(dst, Picture(result.image, picture.alpha), args.format)
-                except Exception as e:  # in a batch one bad file never stops the others
-                    if single:
-                        raise
-                    failed.append(_failure(src, e))
-                bar.advance(task)
-            if args.stats:
-                _print_stats(stylizer.timings.snapshot())
+            if args.ray is not None:
+                from .cluster import connected, image_batch
+
+                with connected(args.ray or None) as ray:
+                    failed, said = image_batch(ray, options, todo, args.format, lambda n: bar.advance(task, n))
+                _notes(parser.prog, said, options.quiet)
+            else:
+                with Stylizer(options) as stylizer:
+                    for src, dst in todo:
+                        try:
+                            for line in stylize_file(stylizer, src, dst, args.format, options.max_pixels):
+                                if not options.quiet:
+                                    bar.console.print(line)
+                        except Exception as e:  # in a batch one bad file never stops the others
+                            if single:
+                                raise
+                            failed.append(failure(src, e))
+                        bar.advance(task)
+                    if args.stats:
+                        _print_stats(stylizer.timings.snapshot())
         if not single and not options.quiet:
             print(f"{len(todo) - len(failed)} written, {len(jobs) - len(todo)} skipped (exist), {len(failed)} failed")
         for line in failed:
@@ -144,17 +154,6 @@ def image_main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
 
     return _run(parser.prog, body)
-
-
-def _failure(src: Path, e: Exception) -> str:
-    """One line for a file that failed in a batch, whatever went wrong."""
-    if isinstance(e, CartoonError):
-        return str(e) if str(src) in str(e) else f"{src}: {e}"
-    if isinstance(e, MemoryError):
-        return f"{src}: too large to process in this machine's memory"
-    if isinstance(e, OSError):
-        return f"{src}: {e.strerror or e}"
-    return f"{src}: unexpected {type(e).__name__}: {e}"
 
 
 def _model_inputs(o) -> list[Path]:
