@@ -156,6 +156,32 @@ def image_main(argv: list[str] | None = None) -> int:
     return _run(parser.prog, body)
 
 
+def _video_on_ray(prog: str, args, o, notes: list[str]) -> int:
+    """cartoon-video --ray: segments on the cluster, joined here."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .cluster import connected, video_segments
+    from .errors import InputError
+    from .sources import FileSource
+
+    if args.segments is not None and args.segments < 1:
+        raise InputError(f"--segments must be 1 or more, got {args.segments}")
+    with FileSource(args.input) as source:  # the input's problems are said before a cluster starts
+        source.frame_size  # noqa: B018 - decodes the first frame
+    _notes(prog, notes, o.quiet)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    t0 = time.monotonic()
+    with Progress(*columns, disable=o.quiet) as bar, connected(args.ray or None) as ray:
+        task = bar.add_task(args.output.name, total=None)
+        frames, said = video_segments(
+            ray, o, args.input, args.output, lambda n, total: bar.update(task, completed=n, total=total), args.segments
+        )
+    _notes(prog, said, False)
+    if not o.quiet:
+        print(f"{args.output}: {frames} frames at {frames / (time.monotonic() - t0):.2f} fps (on Ray)")
+    return 0
+
+
 def _model_inputs(o) -> list[Path]:
     """The model files a command reads (no output may replace one)."""
     from .models import find_model_files
@@ -259,6 +285,16 @@ def video_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("input", type=Path, help="video to stylize (anything FFmpeg reads)")
     parser.add_argument("output", type=Path, help="where to write it (.mp4, .mov, .mkv, .webm)")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="stylize in segments on a Ray cluster: ADDRESS (auto, ray://host:10001), or none for a local one",
+    )
+    parser.add_argument(
+        "--segments", type=int, metavar="N", help="with --ray: cut into N segments (default: one per worker)"
+    )
     add_arguments(parser, ("models", "engine", "faces", "look", "video", "files", "encoder", "output"), mode.preset)
     args = parser.parse_args(argv)
 
@@ -275,6 +311,8 @@ def video_main(argv: list[str] | None = None) -> int:
 
         o, notes = settle(from_args(args), mode, explicit(args))
         _outputs_apart([args.input, *_model_inputs(o)], [args.output])
+        if args.ray is not None:
+            return _video_on_ray(parser.prog, args, o, notes)
         with ExitStack() as stack:
             source = stack.enter_context(FileSource(args.input))
             w, h = source.frame_size

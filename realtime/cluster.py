@@ -62,6 +62,87 @@ def _resources(options) -> dict:
     return {"num_cpus": max(1, options.engine_threads or 1)}
 
 
+def _video_worker_class(ray):
+    @ray.remote
+    class VideoWorker:
+        """Holds one Stylizer in the file mode for its lifetime and stylizes segments."""
+
+        def __init__(self, options):
+            from .options import MODES
+            from .pipeline import Stylizer
+
+            self.stylizer = Stylizer(options, mode=MODES["file"])
+
+        def segment(self, path: str, seg, piece: str, size, fps, time_base, encoder: dict) -> int:
+            from .segments import stylize_segment
+
+            return stylize_segment(self.stylizer, Path(path), seg, Path(piece), size, fps, time_base, encoder)
+
+    return VideoWorker
+
+
+def _pool_size(ray, options, tasks: int, workers: int | None) -> tuple[int, dict, object]:
+    """How many workers the cluster fits (at most ``tasks``, ``workers``), what each asks
+    for, and the options they run with (a CPU worker's engines on the cores it holds)."""
+    need = _resources(options)
+    if "num_gpus" in need:
+        fit = int(ray.cluster_resources().get("GPU", 0))
+        if fit < 1:
+            raise InputError("the Ray cluster has no GPU for CUDA engines; add GPU workers or use --engine-device cpu")
+    else:
+        fit = int(ray.cluster_resources().get("CPU", 1) // need["num_cpus"])
+        options = options.replace(engine_threads=need["num_cpus"])
+    return max(1, min(fit, workers or fit, tasks)), need, options
+
+
+def video_segments(
+    ray,
+    options,
+    path: Path,
+    output: Path,
+    progress: Callable[[int, int], None],
+    segments: int | None = None,
+    workers: int | None = None,
+) -> tuple[int, list[str]]:
+    """Stylize the video ``path`` into ``output`` in segments on the cluster (``segments``:
+    how many; default one per worker) and join them; ``progress(done, total)`` in frames as
+    segments finish. Returns the frame count and notes. Pieces lie in a hidden folder beside
+    the output, removed in any case."""
+    import shutil
+    import tempfile
+
+    from .segments import encoder_for, join, plan, scan
+
+    encoder = encoder_for(options, output)
+    s = scan(path)
+    count, need, options = _pool_size(ray, options, segments or 10**6, workers)
+    parts = plan(s, segments or count, options.background_interval)
+    notes = [] if s.ordered else [f"{path.name}: its timestamps go back; it is stylized in one piece"]
+    worker = _video_worker_class(ray).options(**need)
+    actors = [worker.remote(options) for _ in range(min(count, len(parts)))]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{output.stem}.pieces-", dir=output.parent))
+    try:
+        pieces = [folder / f"{i:05d}.ts" for i in range(len(parts))]
+        shape = (s.size, s.fps, s.time_base, encoder)
+        pending = {
+            actors[i % len(actors)].segment.remote(str(path), seg, str(pieces[i]), *shape): seg
+            for i, seg in enumerate(parts)
+        }
+        done_frames = 0
+        progress(0, len(s.pts))
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            seg = pending.pop(done[0])
+            ray.get(done[0])  # a worker's error is raised here
+            done_frames += seg.end - seg.start
+            progress(done_frames, len(s.pts))
+        sink = join(pieces, output, path, s.fps, s.time_base, s.size, encoder)
+        return len(s.pts), notes + sink.notes
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _worker_class(ray):
     @ray.remote
     class ImageWorker:
@@ -100,15 +181,7 @@ def image_batch(
     Returns (failure lines, notes)."""
     from ray.util import ActorPool
 
-    need = _resources(options)
-    if "num_gpus" in need:
-        fit = int(ray.cluster_resources().get("GPU", 0))
-        if fit < 1:
-            raise InputError("the Ray cluster has no GPU for CUDA engines; add GPU workers or use --engine-device cpu")
-    else:
-        fit = int(ray.cluster_resources().get("CPU", 1) // need["num_cpus"])
-        options = options.replace(engine_threads=need["num_cpus"])  # each worker on the cores it holds
-    count = max(1, min(fit, workers or fit, -(-len(jobs) // IMAGES_PER_TASK)))
+    count, need, options = _pool_size(ray, options, -(-len(jobs) // IMAGES_PER_TASK), workers)
     worker = _worker_class(ray).options(**need)
     pool = ActorPool([worker.remote(options) for _ in range(count)])
     batches = [

@@ -114,7 +114,10 @@ class VideoFileSink(Sink):
         crf: int = 18,
         preset: str = "medium",
         temporary: bool = True,
+        template=None,
     ):
+        """``template``: a stream of encoded video to copy (``send_packet``) instead of frames
+        to encode: the segments of a long video joined into one file."""
         self.path = Path(path)
         ext = self.path.suffix.lower()
         if ext not in CONTAINERS:
@@ -138,6 +141,7 @@ class VideoFileSink(Sink):
                 f"{'column' if width % 2 else 'row'}{' and row' if width % 2 and height % 2 else ''} is left out"
             )
         self.written: Path | None = None  # where the finished file is, once closed
+        self._copying = template is not None
         self._last_seconds = 0.0
         self._audio_in = None
         self._audio_pairs: list = []
@@ -148,12 +152,16 @@ class VideoFileSink(Sink):
             self.out = av.open(str(self.tmp), "w", options=dict(kind.survive))
             if codec not in self.out.supported_codecs:
                 raise InputError(f"{codec} cannot go in {ext}; leave --codec out (it picks {kind.video}) or use .mkv")
-            self.video = self.out.add_stream(codec, rate=_rate(fps))
-            self.video.width, self.video.height = width - width % 2, height - height % 2
-            self.video.pix_fmt = "yuv420p"
-            self.video.time_base = time_base
-            self.video.codec_context.time_base = time_base
-            self.video.options = encoder_options(codec, crf, preset)
+            if template is not None:
+                self.video = self.out.add_stream_from_template(template)
+                self.video.time_base = time_base
+            else:
+                self.video = self.out.add_stream(codec, rate=_rate(fps))
+                self.video.width, self.video.height = width - width % 2, height - height % 2
+                self.video.pix_fmt = "yuv420p"
+                self.video.time_base = time_base
+                self.video.codec_context.time_base = time_base
+                self.video.options = encoder_options(codec, crf, preset)
             if audio_from is not None:
                 self._open_audio(Path(audio_from), kind)
         except InputError:
@@ -230,6 +238,18 @@ class VideoFileSink(Sink):
         self.frames += 1
         self._last_seconds = frame.seconds
 
+    def send_packet(self, packet, seconds: float) -> None:
+        """Copy one encoded video packet (``template`` streams), presented at ``seconds``;
+        its timestamps are in the packet's own time base."""
+        packet.stream = self.video
+        try:
+            self._mux_audio_until(seconds)
+            self.out.mux(packet)
+        except OSError as e:
+            raise OutputError(f"writing {self.path} failed ({_reason(e)})") from None
+        self.frames += 1
+        self._last_seconds = max(self._last_seconds, seconds)
+
     def _close(self, complete: bool) -> Path | None:
         """Flush, finish the file and move it into place (also after an interruption:
         ``complete=False``, the file then holds the frames so far, audio up to the last of
@@ -240,7 +260,8 @@ class VideoFileSink(Sink):
             self._discard()
             return None
         try:
-            self.out.mux(self.video.encode(None))
+            if not self._copying:
+                self.out.mux(self.video.encode(None))
             self._mux_audio_until(None if complete else self._last_seconds)
             for _, out, resampler in self._audio_pairs:
                 if resampler is not None:

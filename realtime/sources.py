@@ -38,8 +38,11 @@ class FileSource:
     """Every frame of a media file, in order, none dropped; a damaged tail ends the stream
     and sets ``warning`` instead of raising. Iterate it once."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, start: tuple[int, int] | None = None):
+        """``start``: (pts, frame index) of a keyframe to begin at instead of the first frame
+        (a segment of a long video); frames keep their indices in the whole file."""
         self.path = Path(path)
+        self.start = start
         if self.path.is_dir():
             raise InputError(f"{self.path} is a folder; give a video file")
         if not self.path.is_file():
@@ -83,8 +86,13 @@ class FileSource:
     def _decode(self) -> Iterator[Frame]:
         i = 0
         timeline = _Timeline(self.time_base, self.fps)
+        if self.start is not None:
+            pts, i = self.start
+            self.container.seek(pts, stream=self.stream, backward=True, any_frame=False)
         try:
             for frame in self.container.decode(self.stream):
+                if self.start is not None and i == self.start[1] and frame.pts != self.start[0]:
+                    raise InputError(f"{self.path.name}: seeking to frame {i} did not land on it; run without --ray")
                 pts = timeline(frame.pts, frame.time_base or self.time_base)
                 yield Frame(_upright(frame), pts, self.time_base, i, time.monotonic())
                 i += 1

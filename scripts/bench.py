@@ -19,8 +19,10 @@ import os
 import statistics
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 from rich.console import Console
@@ -400,6 +402,87 @@ def live_bench(
     return out
 
 
+def ray_clip(assets: Path, folder: Path, seconds: float = 30.0, gop: int = 50) -> Path:
+    """The classroom clip looped to about ``seconds``, 720p25, a keyframe every ``gop`` frames."""
+    path = folder / f"classroom_{seconds:.0f}s_gop{gop}.mp4"
+    if path.exists():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = _clip(assets / "media/classroom_720p25.mp4", 10**6)
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 1280, 720, "yuv420p"
+        v.time_base = v.codec_context.time_base = Fraction(1, 12800)
+        v.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "crf": "16", "preset": "veryfast"}
+        for i in range(round(seconds * 25)):
+            f = av.VideoFrame.from_ndarray(frames[i % len(frames)].image, format="bgr24")
+            f.pts, f.time_base = i * 512, Fraction(1, 12800)
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    return path
+
+
+def ray_bench(model_dir: Path, face_model: Path, assets: Path, folder: Path, console: Console) -> dict:
+    """cartoon-video on a 30 s clip: one process, then in segments on a local Ray (2 CPUs)
+    with 1 and 2 workers; and what Ray itself costs (start-up, a task's round trip, the
+    frames each segment runs twice for warm-up and look-ahead)."""
+    import tempfile
+
+    import ray
+
+    from realtime.cluster import video_segments
+    from realtime.segments import WARM_UP, plan, scan
+
+    clip = ray_clip(assets, folder)
+    o = _settled(Options(model_dir=model_dir, face_model=face_model, quiet=True, **VIDEO_PRESET))
+    frames = len(scan(clip).pts)
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        from realtime.cli import video_main
+
+        t = time.perf_counter()
+        args = ["--model-dir", str(model_dir), "--face-model", str(face_model), "--quiet"]
+        assert video_main([str(clip), str(Path(tmp) / "one.mp4"), *args]) == 0
+        single = time.perf_counter() - t
+        runs.append({"run": "one process", "seconds": round(single, 1)})
+        t = time.perf_counter()
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        start_up = time.perf_counter() - t
+
+        @ray.remote
+        def nothing(x):
+            return x
+
+        ray.get(nothing.remote(0))
+        trips = []
+        for _ in range(50):
+            t = time.perf_counter()
+            ray.get(nothing.remote(0))
+            trips.append(time.perf_counter() - t)
+        try:
+            for workers, segments in ((1, 4), (2, 4), (2, 8)):
+                t = time.perf_counter()
+                out = Path(tmp) / f"ray{workers}_{segments}.mp4"
+                video_segments(ray, o, clip, out, lambda *_: None, segments, workers)
+                seconds = round(time.perf_counter() - t, 1)
+                runs.append({"run": f"Ray, {workers} worker(s), {segments} segments", "seconds": seconds})
+        finally:
+            ray.shutdown()
+    for r in runs:
+        r["fps"] = round(frames / r["seconds"], 2)
+        r["x_single"] = round(single / r["seconds"], 2)
+    extra = {
+        n: sum(s.stop - s.warm - (s.end - s.start) for s in plan(scan(clip), n, o.background_interval)) for n in (4, 8)
+    }
+    overhead = {
+        "start_up_s": round(start_up, 2),
+        "task_round_trip_ms_median": round(1000 * float(np.median(trips)), 2),
+        "extra_frames_per_split": {f"{n} segments": f"{e} ({100 * e / frames:.1f}%)" for n, e in extra.items()},
+        "warm_up_frames": WARM_UP,
+    }
+    return {"clip": clip.name, "frames": frames, "runs": runs, "overhead": overhead, "cpu": _cpu_name()}
+
+
 def live_clips(assets: Path, folder: Path) -> list[Path]:
     """The live cases: the classroom clip (one face, 25 fps), two faces at 720p25 (one who
     leaves and comes back every 1.5 s), and one face at 30 fps."""
@@ -447,7 +530,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=7, help="timed calls per case (720p: a third of it, min 3)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="only this device")
     parser.add_argument(
-        "--only", choices=["generator", "video", "live", "soak"], help="run one part (the soak runs only when asked)"
+        "--only",
+        choices=["generator", "video", "live", "soak", "ray"],
+        help="run one part (the soak and ray run only when asked)",
     )
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="how long the soak runs")
     parser.add_argument("--live-seconds", type=float, default=12.0, help="how long to run each live measurement")
@@ -509,6 +594,19 @@ def main(argv: list[str] | None = None) -> int:
                 ],
             )
         )
+    if "ray" in parts:
+        ray_report = results["ray"] = ray_bench(args.model_dir, face, assets, Path("bench-results/clips"), console)
+        console.print(
+            _table(
+                f"cartoon-video --ray on {ray_report['clip']} ({ray_report['frames']} frames), local Ray on 2 CPUs",
+                ("run", "wall s", "fps", "x one process"),
+                [
+                    (r["run"], f"{r['seconds']:.1f}", f"{r['fps']:.2f}", f"{r['x_single']:.2f}")
+                    for r in ray_report["runs"]
+                ],
+            )
+        )
+        console.print(f"Ray itself: {ray_report['overhead']}")
     if "soak" in parts:
         rec = Path("bench-results/soak-recording.mp4")
         rec.parent.mkdir(parents=True, exist_ok=True)

@@ -38,15 +38,15 @@ class FileScheduler:
         self.head_interval, self.background_interval = max(1, head_interval), max(1, background_interval)
         self.between = self.background_interval > 1 and stylizer.background_engine is not None
         self.gray_width = FLOW_WIDTH if self.between else None
-        self._count = 0
         self._heads: Mapping = EMPTY  # track id -> the newest head made for it
         self._key: tuple | None = None  # (stylized background, grey) of the newest keyframe
         self._waiting: list[tuple[Analysis, Mapping]] = []
         self._flow = Flow()
 
     def __call__(self, a: Analysis) -> list[Scene]:
-        fresh_heads = self._count % self.head_interval == 0 or any(t not in self._heads for t in a.tracks)
-        fresh_bg = not self.between or self._count % self.background_interval == 0 or self._cut(a)
+        n = a.frame.index  # the cadence follows the frame's place in the file (a segment keeps it)
+        fresh_heads = n % self.head_interval == 0 or any(t not in self._heads for t in a.tracks)
+        fresh_bg = not self.between or n % self.background_interval == 0 or self._cut(a)
         stylized = self.stylizer.stylize(a, heads=fresh_heads, background=fresh_bg)
         if fresh_heads:
             self._heads = stylized.heads
@@ -54,7 +54,6 @@ class FileScheduler:
         if self._carrier is not None:
             with self.stylizer.stage("carry heads"):
                 heads = self._carrier(a, heads, fresh_heads)
-        self._count += 1
         if not self.between:
             return [Scene(a, stylized.background, heads)]
         if not fresh_bg:

@@ -1,0 +1,211 @@
+"""A long video in segments: cut at keyframes, each segment stylized on its own (another
+process, another machine) and the encoded pieces joined without re-encoding.
+
+Continuity is the hard part. A segment starts ``WARM_UP`` frames early, so face tracks and
+the recursive smoothing are settled at its first kept frame, and runs on past its end to the
+next background keyframe, so the frames it keeps are interpolated from the same keyframes
+as in one run; the schedulers keep their cadence by each frame's place in the file. Pieces
+are MPEG-TS (timestamps at 90 kHz, finer than any common video time base, so they come back
+exact), shifted by ``OFFSET`` so no muxer moves them; every piece has the same encoder
+settings and the joined file takes its audio from the source once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .errors import InputError, OutputError
+from .records import Frame
+
+WARM_UP = 100  # frames run before a segment's first kept frame: the smoothing's memory (heads: 0.95
+# a head keyframe) has faded to under a fifth by then
+OFFSET_SECONDS = 10  # pieces are written this much later (no negative decode times to shift)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A video's frames as its packets say, without decoding: presentation times in order,
+    the indices of its keyframes, and whether times ever go back (then it is not cut)."""
+
+    pts: tuple[int, ...]
+    keyframes: tuple[int, ...]
+    time_base: Fraction
+    fps: float
+    size: tuple[int, int]
+    ordered: bool
+
+
+def scan(path: Path) -> Scan:
+    from .sources import _is_picture
+
+    with av.open(str(path), metadata_errors="replace") as c:
+        stream = next((s for s in c.streams.video if not _is_picture(s)), None)
+        if stream is None:
+            raise InputError(f"{path} has no video stream; give a video file")
+        decode_order, keys = [], []
+        for p in c.demux(stream):
+            if p.pts is None or not p.size:
+                continue
+            decode_order.append(p.pts)
+            if p.is_keyframe:
+                keys.append(p.pts)
+        ordered = len(set(decode_order)) == len(decode_order)
+        pts = tuple(sorted(decode_order))
+        rank = {t: i for i, t in enumerate(pts)}
+        fps = float(stream.average_rate or stream.guessed_rate or 25)
+        size = (stream.codec_context.width, stream.codec_context.height)
+        return Scan(pts, tuple(sorted(rank[k] for k in keys)), stream.time_base, fps, size, ordered)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Frames [start, end) kept; decoding begins at keyframe ``seek`` (index), stylizing at
+    ``warm`` and stops before ``stop``."""
+
+    start: int
+    end: int
+    seek: int
+    seek_pts: int
+    warm: int
+    stop: int
+
+
+def plan(s: Scan, count: int, lookahead: int) -> list[Segment]:
+    """At most ``count`` segments of about equal length, cut at keyframes."""
+    n = len(s.pts)
+    if not s.ordered or count <= 1 or len(s.keyframes) < 2:
+        cuts = [0, n]
+    else:
+        targets = [round(i * n / count) for i in range(1, count)]
+        inner = sorted({min(s.keyframes[1:], key=lambda k: abs(k - t)) for t in targets})
+        cuts = [0, *[c for c in inner if 0 < c < n], n]
+    out = []
+    for start, end in itertools.pairwise(cuts):
+        warm = max(0, start - WARM_UP)
+        seek = max((k for k in s.keyframes if k <= warm), default=0)
+        out.append(Segment(start, end, seek, s.pts[seek], warm, min(n, end + lookahead)))
+    return out
+
+
+class Piece:
+    """One segment's frames, encoded as the final file will be, into an MPEG-TS piece."""
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: float, time_base: Fraction, codec: str, options: dict):
+        from .sinks import _rate
+
+        self.path = path
+        self.time_base = time_base
+        self.offset = round(OFFSET_SECONDS / time_base)
+        self.out = av.open(str(path), "w", format="mpegts")
+        self.video = self.out.add_stream(codec, rate=_rate(fps))
+        w, h = size
+        self.video.width, self.video.height = w - w % 2, h - h % 2
+        self.video.pix_fmt = "yuv420p"
+        self.video.time_base = time_base
+        self.video.codec_context.time_base = time_base
+        self.video.options = options
+        self.frames = 0
+
+    def send(self, frame: Frame, image: np.ndarray) -> None:
+        h, w = self.video.height, self.video.width
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h, :w]), format="bgr24")
+        vf.pts, vf.time_base = frame.pts + self.offset, self.time_base
+        self.out.mux(self.video.encode(vf))
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.out is not None:
+            out, self.out = self.out, None
+            out.mux(self.video.encode(None))
+            out.close()
+
+
+class Window:
+    """Passes on only the frames a segment keeps."""
+
+    def __init__(self, sink, start: int, end: int):
+        self.sink, self.start, self.end = sink, start, end
+
+    def send(self, frame: Frame, image: np.ndarray) -> None:
+        if self.start <= frame.index < self.end:
+            self.sink.send(frame, image)
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+def frames_of(source, seg: Segment) -> Iterator[Frame]:
+    """The source's frames from ``seg.warm`` up to ``seg.stop``."""
+    for frame in source:
+        if frame.index >= seg.stop:
+            return
+        if frame.index >= seg.warm:
+            yield frame
+
+
+def stylize_segment(stylizer, path: Path, seg: Segment, piece: Path, size, fps, time_base, encoder: dict) -> int:
+    """Stylize one segment into ``piece``; the number of frames it holds."""
+    from .sinks import encoder_options
+    from .sources import FileSource
+    from .stream import Stream
+
+    codec, crf, preset = encoder["codec"], encoder["crf"], encoder["preset"]
+    with FileSource(path, start=(seg.seek_pts, seg.seek) if seg.seek else None) as source:
+        out = Piece(piece, size, fps, time_base, codec, encoder_options(codec, crf, preset))
+        try:
+            Stream(stylizer).run(frames_of(source, seg), [Window(out, seg.start, seg.end)])
+        finally:
+            out.close()
+    if out.frames != seg.end - seg.start:
+        raise OutputError(f"segment {seg.start}-{seg.end} of {path.name} came back with {out.frames} frames")
+    return out.frames
+
+
+def encoder_for(options, output: Path) -> dict:
+    """The encoder settings every piece shares: the output's codec, which MPEG-TS must hold."""
+    from .sinks import CONTAINERS
+
+    kind = CONTAINERS.get(output.suffix.lower())
+    if kind is None:
+        raise InputError(f"cannot write {output.name}: use .mp4, .mov or .mkv")
+    codec = kind.video if options.codec in ("auto", None) else options.codec
+    if codec not in ("libx264", "libx265"):
+        raise InputError(f"--ray joins H.264/H.265 pieces; {codec} cannot be: write .mp4, .mov or .mkv")
+    return {**options.encoder(), "codec": codec}
+
+
+def join(pieces: list[Path], output: Path, source: Path, fps: float, time_base: Fraction, size, encoder: dict):
+    """The pieces, in order, into ``output`` without re-encoding, with the source's audio;
+    returns the finished sink (its ``notes`` say what was left out)."""
+    from .sinks import VideoFileSink
+
+    offset = round(OFFSET_SECONDS / time_base)
+    containers = [av.open(str(p)) for p in pieces]
+    try:
+        template = containers[0].streams.video[0]
+        sink = VideoFileSink(output, *size, fps, time_base, source, encoder["codec"], template=template)
+        try:
+            for c in containers:
+                stream = c.streams.video[0]
+                for packet in c.demux(stream):
+                    if not packet.size:
+                        continue
+                    packet.pts = round(packet.pts * packet.time_base / time_base) - offset
+                    packet.dts = round(packet.dts * packet.time_base / time_base) - offset
+                    packet.time_base = time_base
+                    sink.send_packet(packet, float(packet.pts * time_base))
+        except BaseException:
+            sink.abort()
+            raise
+        sink.close()
+        return sink
+    finally:
+        for c in containers:
+            c.close()
