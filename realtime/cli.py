@@ -313,6 +313,10 @@ def video_main(argv: list[str] | None = None) -> int:
         _outputs_apart([args.input, *_model_inputs(o)], [args.output])
         if args.ray is not None:
             return _video_on_ray(parser.prog, args, o, notes)
+        if args.segments is not None:
+            from .errors import InputError
+
+            raise InputError("--segments cuts the video for --ray; add --ray (or leave --segments out)")
         with ExitStack() as stack:
             source = stack.enter_context(FileSource(args.input))
             w, h = source.frame_size

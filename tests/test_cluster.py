@@ -156,3 +156,11 @@ def test_segments_are_cut_at_keyframes_and_overlap_for_warm_up():
     assert [p.stop for p in parts] == [354, 654, 1000]  # on to the next background keyframe
     unordered = Scan(s.pts, s.keyframes, s.time_base, s.fps, s.size, False)
     assert [(p.start, p.end) for p in plan(unordered, 3, 4)] == [(0, 1000)]  # times that go back: one piece
+
+
+def test_segments_without_ray_is_one_line(assets, tiny_models, gop_clip, tmp_path, capsys):
+    from realtime.cli import video_main
+
+    assert video_main([str(gop_clip), str(tmp_path / "o.mp4"), *_args(assets, tiny_models, "--segments", "3")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ray" in err[0] and not (tmp_path / "o.mp4").exists()
