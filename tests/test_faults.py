@@ -359,11 +359,14 @@ def test_a_killed_recording_keeps_all_but_its_last_second(assets, args, clip, tm
     for line in proc.stdout:
         if "Ctrl-C stops" in line:
             break
-    started = time.monotonic()
+    deadline = time.monotonic() + 60
+    while not (rec.exists() and rec.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.01)  # frames flow (priming the engines can take seconds on a loaded machine)
+    started = time.monotonic()  # the first fragment holds at least the first half second
     time.sleep(4)
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
-    ran = time.monotonic() - started
+    ran = time.monotonic() - started + 0.5
     frames = []
     try:
         with av.open(str(rec)) as c:
