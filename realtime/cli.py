@@ -418,6 +418,11 @@ def cam_main(argv: list[str] | None = None) -> int:
             w, h = source.frame_size
             _notes(parser.prog, notes, o.quiet)
             sinks: list = []
+            if o.record:  # first: a wrong --record is said before anything else is opened
+                recorder = stack.enter_context(
+                    VideoFileSink(o.record, w, h, source.fps, source.time_base, None, **o.encoder(), temporary=False)
+                )
+                sinks.append(stack.enter_context(BackgroundSink(recorder)))  # encoding never delays the camera
             if o.virtual != "off":
                 try:
                     sinks.append(stack.enter_context(VirtualCameraSink(w, h, source.fps)))
@@ -434,11 +439,6 @@ def cam_main(argv: list[str] | None = None) -> int:
                     sinks.append(preview)
                 except InputError as e:  # no display: the other outputs carry on
                     print(f"{parser.prog}: {e}", file=sys.stderr)
-            if o.record:
-                recorder = VideoFileSink(
-                    o.record, w, h, source.fps, source.time_base, None, **o.encoder(), temporary=False
-                )
-                sinks.append(stack.enter_context(BackgroundSink(recorder)))  # encoding never delays the camera
             if not sinks:
                 raise InputError("no output left: use --preview or --record PATH, or set up a virtual camera")
             stack.callback(interrupts.finish)  # runs first on the way out: the sinks close undisturbed

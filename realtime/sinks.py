@@ -234,7 +234,7 @@ class VideoFileSink(Sink):
             self._mux_audio_until(frame.seconds)
             self.out.mux(self.video.encode(vf))
         except OSError as e:
-            raise OutputError(f"writing {self.path} failed ({_reason(e)})") from None
+            raise self._write_error(e) from None
         self.frames += 1
         self._last_seconds = frame.seconds
 
@@ -246,7 +246,7 @@ class VideoFileSink(Sink):
             self._mux_audio_until(seconds)
             self.out.mux(packet)
         except OSError as e:
-            raise OutputError(f"writing {self.path} failed ({_reason(e)})") from None
+            raise self._write_error(e) from None
         self.frames += 1
         self._last_seconds = max(self._last_seconds, seconds)
 
@@ -271,6 +271,8 @@ class VideoFileSink(Sink):
                 os.replace(self.tmp, self.path)
         except OSError as e:
             self._discard()
+            if self._grows_in_place:
+                raise self._write_error(e) from None
             raise OutputError(f"finishing {self.path} failed ({_reason(e)}); it was removed") from None
         finally:
             if self._audio_in is not None:
@@ -280,8 +282,20 @@ class VideoFileSink(Sink):
         self.written = self.path
         return self.path
 
+    @property
+    def _grows_in_place(self) -> bool:
+        """A live recording with frames in it: what it holds plays and is never removed."""
+        return self.tmp == self.path and self.frames > 0
+
+    def _write_error(self, e: OSError) -> OutputError:
+        if self._grows_in_place:
+            return OutputError(
+                f"writing {self.path} stopped ({_reason(e)}); the recording up to there is kept and plays"
+            )
+        return OutputError(f"writing {self.path} failed ({_reason(e)})")
+
     def abort(self) -> None:
-        """Remove what was written (nothing reaches ``path``)."""
+        """Remove what was written (nothing reaches ``path``; a live recording keeps its frames)."""
         if not self._closed:
             self._closed = True
             self._discard()
@@ -292,6 +306,8 @@ class VideoFileSink(Sink):
                 self.out.close()
         if self._audio_in is not None:
             self._audio_in.close()
+        if self._grows_in_place:  # its fragments so far play: work done is never removed
+            return
         with contextlib.suppress(OSError):  # never there, or on a file system that went read-only
             self.tmp.unlink()
 

@@ -210,8 +210,8 @@ class Line:
         policy = interrupts or Interrupts()
         start = time.monotonic()
         first = None
-        try:
-            with (nullcontext() if interrupts else policy.installed()), policy.running(stop):
+        with (nullcontext() if interrupts else policy.installed()), policy.running(stop):
+            try:
                 feeder.start()
                 for w in workers:
                     w.start()
@@ -223,14 +223,16 @@ class Line:
                     stats.latency.add(1000 * (time.monotonic() - captured))
                     if caught or (max_items and stats.frames >= max_items) or (should_stop and should_stop()):
                         break
-        except KeyboardInterrupt:  # outside the main thread's handlers (an embedding app)
-            caught.append(signal.SIGINT)
-        finally:
-            stats.seconds = time.monotonic() - start
-            for s in slots:
-                s.cancel()
-            for t in (feeder, *workers):
-                t.join(timeout=5)
+            except KeyboardInterrupt:  # outside the main thread's handlers (an embedding app)
+                caught.append(signal.SIGINT)
+            finally:  # still 'running': a signal while the stages wind down only asks them again
+                stats.seconds = time.monotonic() - start
+                for s in slots:
+                    s.cancel()
+                for t in (feeder, *workers):
+                    t.join(timeout=5)
+        if interrupts is not None:
+            interrupts.finish()  # what is left is finishing the outputs: signals are noted from here
         stats.interrupted = bool(caught)
         stats.signal = caught[0] if caught else None
         stats.queue_peaks = {st.name: slots[i].peak for i, st in enumerate(self.stages)}

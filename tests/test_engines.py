@@ -124,8 +124,10 @@ def test_a_damaged_cache_heals(assets, tmp_path, damage):
     x = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
     want = load_engine(graph, spec, tmp_path, log=None)(x)
     harm(artifact_dir(graph, spec, tmp_path), onnx_dir(graph, tmp_path) / "model.onnx")
-    got = load_engine(graph, spec, tmp_path, log=None)(x)
+    log: list[str] = []
+    got = load_engine(graph, spec, tmp_path, log=log.append)(x)
     assert (got == want).all()
+    assert sum("rebuilding it" in m for m in log) == 1, log  # said, once
 
 
 def test_a_damaged_export_is_made_again_for_a_new_engine(assets, tmp_path):

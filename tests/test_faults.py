@@ -4,6 +4,7 @@ or one line naming the problem and the fix; nothing done is lost, nothing half-m
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -214,6 +215,8 @@ def test_webm_gets_vp9_and_opus(assets, args, tmp_path):
 def test_unknown_or_unfit_codecs_are_one_line(clip, args, tmp_path):
     one_line(run("video", clip, tmp_path / "out.mp4", *args, "--codec", "nope"), "--codec nope is not an encoder")
     one_line(run("video", clip, tmp_path / "out.webm", *args, "--codec", "libx264"), "libx264 cannot go in .webm")
+    # live, with no virtual camera here (--virtual auto): the wrong --record is the one line, before any other
+    one_line(run("cam", "--device", clip, "--record", tmp_path / "rec.avi", *args), "rec.avi", ".mp4")
     assert not list(tmp_path.iterdir())
 
 
@@ -263,6 +266,21 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(assets, args, full_disk):
     out = full_disk / "out.mp4"
     line = one_line(run("video", big, out, *args, "--crf", "0"), str(out), "No space left on device")
     assert "Traceback" not in line and list(full_disk.iterdir()) == []
+
+
+def test_a_recording_that_fills_the_disk_keeps_what_it_wrote(args, clip, full_disk):
+    """A live recording grows at its own name: when the disk fills, the fragments already
+    written stay (they play), and the one line says where it ends."""
+    (full_disk / "filler").write_bytes(b"\0" * (1024 * 1024 - 160 * 1024))  # room for a second or two
+    rec = full_disk / "rec.mp4"
+    proc = run("cam", "--device", clip, "--loop", "--virtual", "off", "--record", rec, "--max-frames", "2000", *args)
+    line = one_line(proc, str(rec), "No space left on device")
+    seconds = []
+    with contextlib.suppress(av.FFmpegError), av.open(str(rec)) as c:  # its torn last fragment may not decode
+        for f in c.decode(video=0):
+            seconds.append(float(f.pts * f.time_base))
+    assert len(seconds) >= 12 and seconds[0] == 0, seconds  # at least its first half-second fragment
+    assert "the recording up to there is kept and plays" in line, line
 
 
 def test_a_full_disk_in_an_image_batch_is_named_and_the_rest_finish(assets, args, full_disk, tmp_path):

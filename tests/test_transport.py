@@ -123,6 +123,31 @@ def test_sigterm_stops_a_line_after_the_item_in_hand():
     assert stats.interrupted and stats.signal == signal.SIGTERM and 6 <= stats.frames < 20
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="POSIX signals")
+def test_a_second_signal_while_the_stages_wind_down_is_only_noted():
+    """After the first Ctrl-C the line waits for each stage's item in hand; a second one
+    then must not raise (the command is about to finish its files), and the phase after the
+    run is 'finishing'."""
+    from realtime.interrupts import Interrupts
+
+    def slow(i):
+        time.sleep(0.6)  # a stage busy with one item (an engine call) when the signals come
+        return [i]
+
+    def deliver(i):
+        if i == 1:
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()  # lands while joining
+            os.kill(os.getpid(), signal.SIGINT)
+        return i, time.monotonic()
+
+    policy = Interrupts()
+    with policy.installed():
+        stats = Line([Stage("slow", slow)], False).run(range(10), deliver, interrupts=policy)
+        time.sleep(0.5)  # the timer's signal has come by now
+    assert stats.interrupted and policy.signals == [signal.SIGINT, signal.SIGINT]
+    assert policy.phase == "finishing"
+
+
 def test_stats_keep_constant_memory_and_right_percentiles():
     from realtime.stats import Histogram
 
