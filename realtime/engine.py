@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -27,7 +28,6 @@ from .cache import cache_dir
 from .errors import BackendError, InputError
 
 ROLES = ("head", "background")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 HEAD_SIZE = 288
 MAX_HEAD_BATCH = 8
 MAX_BACKGROUND_SIDE = 1920  # TensorRT profile: any orientation up to 1920x1088
@@ -131,6 +131,13 @@ AUTO_ORDER = ("tensorrt", "onnxruntime", "openvino", "torch")  # onnxruntime onl
 
 def backend_names() -> tuple[str, ...]:
     return tuple(_BACKEND_MODULES)
+
+
+def precision_names() -> tuple[str, ...]:
+    """Every precision some backend has, widest first: the choices offered (a backend that
+    gains one offers it without another list to keep in step)."""
+    names = {p for name in _BACKEND_MODULES for p in get_backend(name).precisions}
+    return tuple(sorted(names, key=lambda p: (-int(re.sub(r"\D", "", p)), p)))
 
 
 def get_backend(name: str) -> type[Backend]:
@@ -349,8 +356,11 @@ def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, l
         return graph
     key = artifact_key(graph, spec)
     final = artifact_dir(graph, spec, root)
+    there = (final / "key.json").exists()
     if (found := _cached(final, "key.json")) is not None:
         return found
+    if there and log:  # its key was unreadable (a copy cut short): the folder is gone now
+        log(f"the cached {spec.backend} engine in {final} is damaged; rebuilding it")
     fp16 = b.typed_onnx and spec.precision == "fp16"
     onnx = export_onnx(graph, root, fp16=fp16)
     if log:

@@ -84,6 +84,10 @@ class Face:
     score: float
     track: int = 0
 
+    def __post_init__(self) -> None:  # read-only: a face travels to other threads in its records
+        object.__setattr__(self, "points", readonly(self.points))
+        object.__setattr__(self, "oval", readonly(self.oval))
+
     def box(self) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1) of the face oval."""
         x0, y0 = self.oval.min(axis=0)

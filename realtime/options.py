@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from .compose import BACKGROUNDS
-from .engine import PRECISIONS, backend_names
+from .engine import backend_names, precision_names
 
 
 def opt(default, help: str, group: str, **argparse_kw):
@@ -52,7 +52,7 @@ class Options:
         "auto",
         "engine precision where the backend has it (auto: fp16 on GPU, fp32 on CPU)",
         "engine",
-        choices=["auto", *PRECISIONS],
+        choices=["auto", *precision_names()],
     )
     engine_threads: int = opt(0, "CPU threads per engine (0: all cores)", "engine", type=int, metavar="N")
     engine_device: str = opt("auto", "where the engine runs: auto, cpu, cuda or cuda:N", "engine", metavar="DEV")
@@ -167,7 +167,7 @@ class Options:
         for name, value, known in (
             ("background", self.background, list(BACKGROUNDS)),
             ("backend", self.backend, ["auto", *backend_names()]),
-            ("precision", self.precision, ["auto", *PRECISIONS]),
+            ("precision", self.precision, ["auto", *precision_names()]),
         ):
             if value not in known:
                 raise InputError(f"--{name} {value!r} is not one of: {', '.join(known)}")

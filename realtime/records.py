@@ -4,6 +4,7 @@
     Analysis  (faces, align)    + the work-size copy, faces with track ids, their crops
     Stylized  (engines)         + the background graph's output and a head per track
     Scene     (a scheduler)     what the composite of one frame is made of
+    Output    (compose)         the finished picture, for every sink
 
 Each is frozen and a new one is made per stage, so a record handed to another thread is
 never changed under it. NumPy arrays inside are made read-only as well (``readonly``):
@@ -94,6 +95,7 @@ class Analysis:
     def __post_init__(self) -> None:
         for name in ("small", "image", "image_small", "crops", "gray"):
             object.__setattr__(self, name, readonly(getattr(self, name)))
+        object.__setattr__(self, "matrices", tuple(readonly(m) for m in self.matrices))
 
     @property
     def tracks(self) -> tuple[int, ...]:
@@ -128,3 +130,15 @@ class Scene(_Cartoon):
     """Everything one output frame is composed of: its analysis, the stylized background
     for it (fresh, or carried from a keyframe), and the head to paste on each face, by track
     id. A face with no head here gets none: the background shows there."""
+
+
+@dataclass(frozen=True, eq=False)
+class Output:
+    """A finished frame on its way to the sinks: the composite, read-only, since every sink
+    (one of them on a thread of its own) is handed the same array."""
+
+    frame: Frame
+    image: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image", readonly(self.image))

@@ -11,7 +11,7 @@ import pytest
 from conftest import asset, cli_args
 
 from realtime.compose import BACKGROUNDS
-from realtime.engine import PRECISIONS, backend_names
+from realtime.engine import backend_names, get_backend, precision_names
 from realtime.errors import InputError
 from realtime.options import MODES, Options, add_arguments, explicit, from_args, settle
 
@@ -26,7 +26,9 @@ def _parser(mode: str) -> argparse.ArgumentParser:
 def test_choices_are_the_registries():
     actions = {a.dest: a for a in _parser("file")._actions}
     assert actions["backend"].choices == ["auto", *backend_names()]
-    assert actions["precision"].choices == ["auto", *PRECISIONS]
+    assert actions["precision"].choices == ["auto", *precision_names()]
+    offered = {p for name in backend_names() for p in get_backend(name).precisions}
+    assert set(precision_names()) == offered and precision_names()[0] == "fp32"  # what the backends have, widest first
     assert actions["background"].choices == list(BACKGROUNDS)
     with pytest.raises(InputError, match="background"):
         Options(background="sparkles")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable
 
-from ..records import Frame, Scene
+from ..records import Frame, Output, Scene
 from ..smoothing import FlowSmoother
 from ..sources import LiveSource
 from ..transport import Line, Stage, StreamStats
@@ -88,12 +88,12 @@ class Stream:
             if smoother is not None:
                 with st.stage("smooth"):
                     out = smoother(scene.frame.image, out, scene.analysis.image)
-            return [(scene.frame, st.frames.download(out))]
+            return [Output(scene.frame, st.frames.download(out))]
 
-        def deliver(item) -> tuple[int, float]:
-            frame, image = item
+        def deliver(out: Output) -> tuple[int, float]:
+            frame = out.frame
             for sink in sinks:
-                sink.send(frame, image)
+                sink.send(frame, out.image)
             if on_frame is not None:
                 on_frame(frame)
             return frame.index, frame.captured
