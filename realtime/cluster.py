@@ -111,12 +111,12 @@ def video_segments(
     import shutil
     import tempfile
 
-    from .segments import encoder_for, join, plan, scan
+    from .segments import encoder_for, join, plan, scan, warm_up
 
     encoder = encoder_for(options, output)
     s = scan(path)
     count, need, options = _pool_size(ray, options, segments or 10**6, workers)
-    parts = plan(s, segments or count, options.background_interval)
+    parts = plan(s, segments or count, options.background_interval, warm_up(options))
     notes = [] if s.ordered else [f"{path.name}: its timestamps go back; it is stylized in one piece"]
     worker = _video_worker_class(ray).options(**need)
     actors = [worker.remote(options) for _ in range(min(count, len(parts)))]

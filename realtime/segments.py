@@ -1,8 +1,9 @@
 """A long video in segments: cut at keyframes, each segment stylized on its own (another
 process, another machine) and the encoded pieces joined without re-encoding.
 
-Continuity is the hard part. A segment starts ``WARM_UP`` frames early, so face tracks and
-the recursive smoothing are settled at its first kept frame, and runs on past its end to the
+Continuity is the hard part. A segment starts early (``warm_up``: until the smoothing's
+memory of where it started has faded), so face tracks and the recursive smoothing are
+settled at its first kept frame, and runs on past its end to the
 next background keyframe, so the frames it keeps are interpolated from the same keyframes
 as in one run; the schedulers keep their cadence by each frame's place in the file. Pieces
 are MPEG-TS (timestamps at 90 kHz, finer than any common video time base, so they come back
@@ -13,6 +14,7 @@ settings and the joined file takes its audio from the source once.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -24,8 +26,8 @@ import numpy as np
 from .errors import InputError, OutputError
 from .records import Frame
 
-WARM_UP = 100  # frames run before a segment's first kept frame: the smoothing's memory (heads: 0.95
-# a head keyframe) has faded to under a fifth by then
+FORGOTTEN = 0.05  # a segment's first kept frame owes at most this share to where its warm-up began
+SETTLE = 8  # frames for face tracks and the background keyframes to settle without smoothing
 OFFSET_SECONDS = 10  # pieces are written this much later (no negative decode times to shift)
 
 
@@ -77,8 +79,22 @@ class Segment:
     stop: int
 
 
-def plan(s: Scan, count: int, lookahead: int) -> list[Segment]:
-    """At most ``count`` segments of about equal length, cut at keyframes."""
+def warm_up(options) -> int:
+    """Frames a segment runs before its first kept one. The slowest memory is the heads':
+    a fresh head keeps ``HEAD_WEIGHT`` of the carried one, once every ``head_interval``
+    frames, so it takes log(FORGOTTEN) / log(weight) head keyframes to fade (175 frames at
+    the defaults); without smoothing only the tracks and keyframes need to settle."""
+    from .stream.files import HEAD_WEIGHT
+
+    weight = HEAD_WEIGHT * min(options.smoothing, 1.0)
+    if weight <= 0:
+        return SETTLE
+    return SETTLE + math.ceil(math.log(FORGOTTEN) / math.log(weight)) * max(1, options.head_interval)
+
+
+def plan(s: Scan, count: int, lookahead: int, warm_up: int) -> list[Segment]:
+    """At most ``count`` segments of about equal length, cut at keyframes, each started
+    ``warm_up`` frames early and run on ``lookahead`` frames past its end."""
     n = len(s.pts)
     if not s.ordered or count <= 1 or len(s.keyframes) < 2:
         cuts = [0, n]
@@ -88,7 +104,7 @@ def plan(s: Scan, count: int, lookahead: int) -> list[Segment]:
         cuts = [0, *[c for c in inner if 0 < c < n], n]
     out = []
     for start, end in itertools.pairwise(cuts):
-        warm = max(0, start - WARM_UP)
+        warm = max(0, start - warm_up)
         seek = max((k for k in s.keyframes if k <= warm), default=0)
         out.append(Segment(start, end, seek, s.pts[seek], warm, min(n, end + lookahead)))
     return out

@@ -14,6 +14,7 @@ through the smoothed pipeline. Medians, not means: these machines are noisy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -21,6 +22,7 @@ import sys
 import time
 from fractions import Fraction
 from pathlib import Path
+from unittest import mock
 
 import av
 import cv2
@@ -29,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from realtime.calibration import calibration_images
-from realtime.engine import PRECISIONS, EngineSpec, backend_names, get_backend, load_engine
+from realtime.engine import EngineSpec, backend_names, get_backend, load_engine, precision_names
 from realtime.faces import FaceFinder
 from realtime.memory import limit_malloc_arenas
 from realtime.models import find_model_files
@@ -75,7 +77,7 @@ def combos(device_filter: str | None) -> list[EngineSpec]:
         for device in ("cpu", "cuda"):
             if b.unavailable(device) or (device_filter and device != device_filter):
                 continue
-            for p in PRECISIONS:
+            for p in precision_names():
                 if p in b.precisions and not (name == "torch" and p != "fp32" and device == "cpu"):
                     out.append(EngineSpec(name, p, device))
     return out
@@ -182,6 +184,25 @@ def _small(images: list[np.ndarray]) -> list[np.ndarray]:
     return [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in images]
 
 
+class _Unsmoothed:
+    """Stands in for the output smoothing: the composite as it is."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, source, out, image):
+        return out
+
+
+ABLATIONS = {  # the defaults with one part of the smoothing taken out
+    "defaults without the output smoothing": lambda: mock.patch("realtime.stream.FlowSmoother", _Unsmoothed),
+    "defaults, heads carried but not filtered": lambda: mock.patch("realtime.stream.files.HEAD_WEIGHT", 0.0),
+    "defaults, heads neither filtered nor carried": lambda: mock.patch(
+        "realtime.stream.files.HeadCarrier", lambda *a, **k: None
+    ),
+}
+
+
 def video_bench(
     model_dir: Path, identity_dir: Path, face_model: Path, clip: Path, console: Console, lengths=(60, 126)
 ) -> dict:
@@ -204,15 +225,19 @@ def video_bench(
         for region, bx in (("whole", None), ("face", boxes)):
             report["validation"][f"{method}/{region}"] = validate(sources[:60], prefix(m, 60), bx and bx[:60])
     base = Options(model_dir=model_dir, face_model=face_model, quiet=True)
+    defaults = _settled(base.replace(**VIDEO_PRESET))
     configs = [
         ("official per-frame flow (fp32, each frame on its own)", base.replace(precision="fp32", smoothing=0.0), True),
         ("--smoothing 0 (the preset otherwise)", _settled(base.replace(**VIDEO_PRESET, smoothing=0.0)), False),
-        ("cartoon-video defaults", _settled(base.replace(**VIDEO_PRESET)), False),
+        ("cartoon-video defaults", defaults, False),
+        *((name, defaults, False) for name in ABLATIONS),  # what each part of the smoothing buys
     ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, o, serial) in enumerate(configs):
-            fps = _encode(o, frames, Path(tmp) / f"{i}.mp4", serial)
+            with ABLATIONS.get(name, contextlib.nullcontext)():
+                fps = _encode(o, frames, Path(tmp) / f"{i}.mp4", serial)
+                _encode(o.replace(model_dir=identity_dir), frames, Path(tmp) / f"id{i}.mp4", serial)
             out = _small(_decoded(Path(tmp) / f"{i}.mp4"))
             row = {"config": name, "fps": round(fps, 3)}
             for n in lengths:
@@ -221,8 +246,6 @@ def video_bench(
                         row[f"{method}/{region}/{n}"] = round(flicker(out[:n], prefix(m, n), bx and bx[:n]), 3)
             rows.append(row)
             console.print(row)
-            ident = o.replace(model_dir=identity_dir)
-            _encode(ident, frames, Path(tmp) / f"id{i}.mp4", serial)
             scores = [psnr(a.image, b) for a, b in zip(frames, _decoded(Path(tmp) / f"id{i}.mp4"), strict=True)]
             row["identity_psnr_mean"] = round(float(np.mean(scores)), 2)
             row["identity_psnr_min"] = round(min(scores), 2)
@@ -402,20 +425,21 @@ def live_bench(
     return out
 
 
-def ray_clip(assets: Path, folder: Path, seconds: float = 30.0, gop: int = 50) -> Path:
-    """The classroom clip looped to about ``seconds``, 720p25, a keyframe every ``gop`` frames."""
-    path = folder / f"classroom_{seconds:.0f}s_gop{gop}.mp4"
+def ray_clip(assets: Path, folder: Path, seconds: float = 30.0, gop: int = 50, size=(1280, 720)) -> Path:
+    """The classroom clip looped to about ``seconds``, 25 fps at ``size``, a keyframe every ``gop`` frames."""
+    path = folder / f"classroom_{seconds:.0f}s_gop{gop}_{size[1]}p.mp4"
     if path.exists():
         return path
     folder.mkdir(parents=True, exist_ok=True)
     frames = _clip(assets / "media/classroom_720p25.mp4", 10**6)
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=25)
-        v.width, v.height, v.pix_fmt = 1280, 720, "yuv420p"
+        v.width, v.height, v.pix_fmt = *size, "yuv420p"
         v.time_base = v.codec_context.time_base = Fraction(1, 12800)
         v.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "crf": "16", "preset": "veryfast"}
         for i in range(round(seconds * 25)):
-            f = av.VideoFrame.from_ndarray(frames[i % len(frames)].image, format="bgr24")
+            image = cv2.resize(frames[i % len(frames)].image, size, interpolation=cv2.INTER_AREA)
+            f = av.VideoFrame.from_ndarray(image, format="bgr24")
             f.pts, f.time_base = i * 512, Fraction(1, 12800)
             out.mux(v.encode(f))
         out.mux(v.encode(None))
@@ -431,7 +455,7 @@ def ray_bench(model_dir: Path, face_model: Path, assets: Path, folder: Path, con
     import ray
 
     from realtime.cluster import video_segments
-    from realtime.segments import WARM_UP, plan, scan
+    from realtime.segments import plan, scan, warm_up
 
     clip = ray_clip(assets, folder)
     o = _settled(Options(model_dir=model_dir, face_model=face_model, quiet=True, **VIDEO_PRESET))
@@ -472,15 +496,77 @@ def ray_bench(model_dir: Path, face_model: Path, assets: Path, folder: Path, con
         r["fps"] = round(frames / r["seconds"], 2)
         r["x_single"] = round(single / r["seconds"], 2)
     extra = {
-        n: sum(s.stop - s.warm - (s.end - s.start) for s in plan(scan(clip), n, o.background_interval)) for n in (4, 8)
+        n: sum(s.stop - s.warm - (s.end - s.start) for s in plan(scan(clip), n, o.background_interval, warm_up(o)))
+        for n in (4, 8)
     }
     overhead = {
         "start_up_s": round(start_up, 2),
         "task_round_trip_ms_median": round(1000 * float(np.median(trips)), 2),
         "extra_frames_per_split": {f"{n} segments": f"{e} ({100 * e / frames:.1f}%)" for n, e in extra.items()},
-        "warm_up_frames": WARM_UP,
+        "warm_up_frames": warm_up(o),
     }
     return {"clip": clip.name, "frames": frames, "runs": runs, "overhead": overhead, "cpu": _cpu_name()}
+
+
+def seam_bench(
+    model_dir: Path, face_model: Path, assets: Path, folder: Path, console: Console, crf: int = 18, warm_ups=None
+) -> dict:
+    """Whether a video cut into segments shows its seams: the 30 s clip (at 640x360, a
+    keyframe every 50 frames), ``cartoon-video`` defaults, in one process and in 4 segments
+    stylized one after another by one Stylizer (a Ray worker's work, without Ray), for
+    several warm-ups. Per frame the warping error (random model: the flicker measure) and the
+    PSNR against the one-process file; near a seam (the 5 frames either side) against the
+    rest."""
+    import tempfile
+
+    from realtime.cli import video_main
+    from realtime.quality import warping_errors
+    from realtime.segments import encoder_for, join, plan, scan, stylize_segment, warm_up
+
+    clip = ray_clip(assets, folder, size=(640, 360))
+    o = _settled(Options(model_dir=model_dir, face_model=face_model, quiet=True, crf=crf, **VIDEO_PRESET))
+    s = scan(clip)
+    with FileSource(clip) as src:
+        m = motion([f.image for f in src])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        one = Path(tmp) / "one.mp4"
+        args = ["--model-dir", str(model_dir), "--face-model", str(face_model), "--quiet", "--crf", str(crf)]
+        assert video_main([str(clip), str(one), *args]) == 0
+        ones = _decoded(one)
+        e_one = warping_errors(ones, m)
+        for warm in warm_ups or sorted({0, 50, 100, warm_up(o)}):
+            parts = plan(s, 4, o.background_interval, warm)
+            seams = [p.start for p in parts[1:]]
+            near = sorted({i for c in seams for i in range(c - 5, c + 5)})
+            rest = [i for i in range(1, len(s.pts)) if i not in near]
+            out = Path(tmp) / f"split{warm}.mp4"
+            encoder = encoder_for(o, out)
+            pieces = [Path(tmp) / f"{warm}_{i}.ts" for i in range(len(parts))]
+            t = time.perf_counter()
+            with Stylizer(o, mode=MODES["file"]) as stylizer:
+                for seg, piece in zip(parts, pieces, strict=True):
+                    stylize_segment(stylizer, clip, seg, piece, s.size, s.fps, s.time_base, encoder)
+            join(pieces, out, clip, s.fps, s.time_base, s.size, encoder)
+            seconds = time.perf_counter() - t
+            splits = _decoded(out)
+            e_split = warping_errors(splits, m)
+            near_split, near_one = np.mean([e_split[i - 1] for i in near]), np.mean([e_one[i - 1] for i in near])
+            rest_split, rest_one = np.mean([e_split[i - 1] for i in rest]), np.mean([e_one[i - 1] for i in rest])
+            row = {
+                "warm_up": warm,
+                "seams": seams,
+                "seconds": round(seconds, 1),
+                "flicker_near_seams": round(float(near_split), 3),
+                "one_process_same_frames": round(float(near_one), 3),
+                "x_one_process_near": round(float(near_split / near_one), 3),
+                "x_one_process_elsewhere": round(float(rest_split / rest_one), 3),
+                "psnr_vs_one_near_min": round(float(min(psnr(ones[i], splits[i]) for i in near)), 2),
+                "psnr_vs_one_elsewhere_median": round(float(np.median([psnr(ones[i], splits[i]) for i in rest])), 2),
+            }
+            rows.append(row)
+            console.print(row)
+    return {"clip": clip.name, "frames": len(s.pts), "crf": crf, "default_warm_up": warm_up(o), "rows": rows}
 
 
 def live_clips(assets: Path, folder: Path) -> list[Path]:
@@ -531,8 +617,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["cpu", "cuda"], help="only this device")
     parser.add_argument(
         "--only",
-        choices=["generator", "video", "live", "soak", "ray"],
-        help="run one part (the soak and ray run only when asked)",
+        choices=["generator", "video", "live", "soak", "ray", "seams"],
+        help="run one part (the soak, ray and seams run only when asked)",
     )
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="how long the soak runs")
     parser.add_argument("--live-seconds", type=float, default=12.0, help="how long to run each live measurement")
@@ -607,6 +693,22 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         console.print(f"Ray itself: {ray_report['overhead']}")
+    if "seams" in parts:
+        seams = results["seams"] = seam_bench(args.model_dir, face, assets, Path("bench-results/clips"), console)
+        console.print(
+            _table(
+                f"segment seams on {seams['clip']} ({seams['frames']} frames, 4 segments; "
+                f"default warm-up {seams['default_warm_up']} frames)",
+                ("warm-up", "flicker near seams", "x one process near", "x one process elsewhere",
+                 "PSNR vs one, near (min)", "elsewhere (median)"),
+                [
+                    (str(r["warm_up"]), f"{r['flicker_near_seams']:.3f}", f"{r['x_one_process_near']:.3f}",
+                     f"{r['x_one_process_elsewhere']:.3f}", f"{r['psnr_vs_one_near_min']:.1f}",
+                     f"{r['psnr_vs_one_elsewhere_median']:.1f}")
+                    for r in seams["rows"]
+                ],
+            )
+        )
     if "soak" in parts:
         rec = Path("bench-results/soak-recording.mp4")
         rec.parent.mkdir(parents=True, exist_ok=True)
