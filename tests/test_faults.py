@@ -180,6 +180,7 @@ def test_odd_sizes_and_dropped_streams_are_said(assets, args, tmp_path):
     with av.open(str(odd), "w") as out:  # FFV1 takes any size (H.264 in 4:2:0 does not)
         s = out.add_stream("ffv1", rate=25)
         s.width, s.height, s.pix_fmt = 321, 181, "yuv444p"
+        out.add_stream("ass")  # a subtitle track, which the output does not carry
         for i in range(3):
             f = av.VideoFrame.from_ndarray(np.full((181, 321, 3), 90, np.uint8), format="bgr24")
             f.pts = i
@@ -189,6 +190,7 @@ def test_odd_sizes_and_dropped_streams_are_said(assets, args, tmp_path):
             out.mux(p)
     proc = run("video", odd, tmp_path / "out.mp4", *args)
     assert proc.returncode == 0 and "321x181 has an odd side" in proc.stderr
+    assert "odd.mkv's subtitle streams are not carried over" in proc.stderr
 
 
 # ---- outputs
@@ -363,8 +365,12 @@ def test_only_the_first_frame_of_a_gif_is_said(args, tmp_path):
     gif = tmp_path / "anim.gif"
     frames = [Image.fromarray(np.full((64, 64, 3), v, np.uint8)) for v in (50, 150)]
     frames[0].save(gif, save_all=True, append_images=frames[1:])
-    proc = run("image", gif, tmp_path / "out.png", *[a for a in args if a != "--quiet"])
-    assert proc.returncode == 0 and "has 2 frames or pages; only the first is used" in proc.stdout + proc.stderr
+    tiff = tmp_path / "pages.tiff"
+    frames[0].save(tiff, save_all=True, append_images=frames[1:] * 2)
+    proc = run("image", gif, tiff, "-o", tmp_path / "out", *[a for a in args if a != "--quiet"])
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "anim.gif has 2 frames or pages; only the first is used" in said
+    assert "pages.tiff has 3 frames or pages; only the first is used" in said
 
 
 # ---- killed, stopped, devices
