@@ -349,8 +349,7 @@ def video_main(argv: list[str] | None = None) -> int:
                     kept = f"{args.output} holds the first {sink.frames} frames and plays"
                     print(f"{parser.prog}: {kept}", file=sys.stderr)
                 raise
-            interrupts.finish()
-            sink.close(complete=not stats.interrupted)
+            sink.close(complete=not stats.interrupted)  # 'finishing' since the stream ended
         if sink.written is None:
             print(f"{parser.prog}: stopped before the first frame; nothing written", file=sys.stderr)
             return _interrupted_code(stats)

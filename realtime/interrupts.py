@@ -81,12 +81,13 @@ class Interrupts:
 
     @contextmanager
     def running(self, on_stop: Callable[[int], None]):
-        """Frames are flowing: a signal calls ``on_stop`` (once per signal) instead of raising."""
-        before, self.phase, self._on_stop = self.phase, "running", on_stop
+        """Frames are flowing: a signal calls ``on_stop`` (once per signal) instead of raising.
+        When they stop, what is left is finishing the outputs: the phase becomes 'finishing'."""
+        self.phase, self._on_stop = "running", on_stop
         try:
             yield
         finally:
-            self.phase, self._on_stop = before, None
+            self.phase, self._on_stop = "finishing", None
 
     def finish(self) -> None:
         """From now on files are being finalized: signals are noted, not raised."""

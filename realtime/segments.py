@@ -80,16 +80,22 @@ class Segment:
 
 
 def warm_up(options) -> int:
-    """Frames a segment runs before its first kept one. The slowest memory is the heads':
-    a fresh head keeps ``HEAD_WEIGHT`` of the carried one, once every ``head_interval``
-    frames, so it takes log(FORGOTTEN) / log(weight) head keyframes to fade (175 frames at
-    the defaults); without smoothing only the tracks and keyframes need to settle."""
+    """Frames a segment runs before its first kept one: until the slower of the two
+    recursive smoothings has faded below ``FORGOTTEN``. An output frame keeps
+    ``OUTPUT_WEIGHT`` of the previous one, every frame; a fresh head keeps ``HEAD_WEIGHT`` of
+    the carried one, once every ``head_interval`` frames (185 frames at the defaults, the
+    heads'); without smoothing only the tracks and keyframes need to settle."""
+    from .stream import OUTPUT_WEIGHT
     from .stream.files import HEAD_WEIGHT
 
-    weight = HEAD_WEIGHT * min(options.smoothing, 1.0)
-    if weight <= 0:
+    strength = min(options.smoothing, 1.0)
+    if strength <= 0:
         return SETTLE
-    return SETTLE + math.ceil(math.log(FORGOTTEN) / math.log(weight)) * max(1, options.head_interval)
+
+    def fades(weight: float) -> int:
+        return math.ceil(math.log(FORGOTTEN) / math.log(weight * strength))
+
+    return SETTLE + max(fades(OUTPUT_WEIGHT), fades(HEAD_WEIGHT) * max(1, options.head_interval))
 
 
 def plan(s: Scan, count: int, lookahead: int, warm_up: int) -> list[Segment]:

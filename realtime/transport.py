@@ -231,8 +231,6 @@ class Line:
                     s.cancel()
                 for t in (feeder, *workers):
                     t.join(timeout=5)
-        if interrupts is not None:
-            interrupts.finish()  # what is left is finishing the outputs: signals are noted from here
         stats.interrupted = bool(caught)
         stats.signal = caught[0] if caught else None
         stats.queue_peaks = {st.name: slots[i].peak for i, st in enumerate(self.stages)}

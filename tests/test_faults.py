@@ -272,7 +272,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(assets, args, full_disk):
 
 def test_a_recording_that_fills_the_disk_keeps_what_it_wrote(args, clip, full_disk):
     """A live recording grows at its own name: when the disk fills, the fragments already
-    written stay (they play), and the one line says where it ends."""
+    written stay (they play), and the one line says they are kept."""
     (full_disk / "filler").write_bytes(b"\0" * (1024 * 1024 - 160 * 1024))  # room for a second or two
     rec = full_disk / "rec.mp4"
     proc = run("cam", "--device", clip, "--loop", "--virtual", "off", "--record", rec, "--max-frames", "2000", *args)

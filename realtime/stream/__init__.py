@@ -21,6 +21,8 @@ from ..transport import Line, Stage, StreamStats
 from .files import FileScheduler
 from .live import LiveScheduler
 
+OUTPUT_WEIGHT = 0.95  # at --smoothing 1: how far a file's output frame leans on the previous one, carried
+
 __all__ = ["FileScheduler", "LiveScheduler", "Stream", "StreamStats"]
 
 
@@ -68,7 +70,7 @@ class Stream:
         # the output blend (25 ms a 720p frame on a CPU) is for files, where time is not short.
         smoother = None
         if self.smoothing > 0 and not self.mode.newest_wins:
-            smoother = FlowSmoother(st.frames, weight=0.95 * min(self.smoothing, 1.0))
+            smoother = FlowSmoother(st.frames, weight=OUTPUT_WEIGHT * min(self.smoothing, 1.0))
 
         def settled(fn: Callable) -> Callable:
             """The stage's GPU work has run before what it made goes on (see ``frames``)."""
