@@ -11,7 +11,7 @@ from .errors import CartoonError
 def stylize_file(stylizer, src: Path, dst: Path, fmt: str | None, max_pixels: int) -> list[str]:
     """Stylize ``src`` into ``dst`` (written through a temporary file and renamed: never half
     written); the lines worth telling the user (a note on the input, no face found)."""
-    from .imageio import Picture, read_image, write_image
+    from .imageio import ALPHA_FORMATS, Picture, output_format, read_image, write_image
 
     lines = []
     with stylizer.stage("decode"):
@@ -21,8 +21,11 @@ def stylize_file(stylizer, src: Path, dst: Path, fmt: str | None, max_pixels: in
     result = stylizer.run(picture.bgr)
     if stylizer.finder is not None and not result.faces:
         lines.append(f"{src.name}: no face found; background only")
+    alpha = picture.alpha if result.alpha is None else result.alpha
+    if result.alpha is not None and output_format(dst, fmt) not in ALPHA_FORMATS:
+        lines.append(f"{dst.name}: JPEG has no transparency; the heads are on black (use .png or .webp)")
     with stylizer.stage("encode"):
-        write_image(dst, Picture(result.image, picture.alpha), fmt)
+        write_image(dst, Picture(result.image, alpha), fmt)
     return lines
 
 

@@ -376,6 +376,129 @@ def _interrupted_code(stats) -> int:
     return 128 + (stats.signal or signal.SIGINT)
 
 
+def _add_web_limits(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("web")
+    g.add_argument("--max-image-mb", type=float, default=25, metavar="MB", help="largest image upload (default: 25)")
+    g.add_argument("--max-video-mb", type=float, default=500, metavar="MB", help="largest video upload (default: 500)")
+    g.add_argument(
+        "--max-video-seconds", type=float, default=600, metavar="S", help="longest video upload (default: 600)"
+    )
+    g.add_argument(
+        "--max-batch-files", type=int, default=100, metavar="N", help="most images in a batch (default: 100)"
+    )
+
+
+def _limits(args, options):
+    from .web.uploads import Limits
+
+    mb = 1 << 20
+    return Limits(
+        round(args.max_image_mb * mb), round(args.max_video_mb * mb), options.max_pixels, args.max_video_seconds,
+        args.max_batch_files,
+    )
+
+
+def _auth(text: str | None) -> tuple[str, str] | None:
+    from .errors import InputError
+
+    if text is None:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise InputError("--auth takes USER:PASSWORD, e.g. --auth me:a-long-secret")
+    return user, password
+
+
+def _protected(app, auth: tuple[str, str] | None, limits):
+    """The app behind its upload limits and, if asked, a password."""
+    from .web.app import BodyLimit
+    from .web.uploads import over
+
+    mb = 1 << 20
+    batch = limits.image_bytes * limits.batch_files
+    most = max(limits.video_bytes, batch)
+    app = BodyLimit(
+        app,
+        {
+            "/api/v1/image": (limits.image_bytes, over(limits.image_bytes, "--max-image-mb")),
+            "/api/v1/batch": (batch, over(batch, "--max-image-mb or --max-batch-files")),
+            "/api/v1/video": (limits.video_bytes, over(limits.video_bytes, "--max-video-mb")),
+            "/gradio_api/upload": (most, over(most, "--max-video-mb")),
+        },
+        default=(mb, "a request to this path is at most 1 MB"),
+    )
+    if auth:
+        from .web.app import BasicAuth
+
+        app = BasicAuth(app, *auth)
+    return app
+
+
+def web_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cartoon-web",
+        description="A web app for photos, batches, videos, your browser's camera and an OBS overlay, "
+        "with an HTTP API.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)"
+    )
+    parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    parser.add_argument("--auth", metavar="USER:PASSWORD", help="ask every visitor and API call for this login")
+    _add_web_limits(parser)
+    add_arguments(parser, ("models", "engine", "faces", "look", "images", "output"), {"max_pixels": 40_000_000})
+    args = parser.parse_args(argv)
+
+    def body(interrupts: Interrupts) -> int:
+        import threading
+
+        from .options import explicit
+        from .web import bind, in_background
+        from .web.app import create_app
+        from .web.studio import Studio
+
+        o, given = from_args(args), explicit(args)
+        auth = _auth(args.auth)
+        sock = bind(args.host, args.port)
+        studio = Studio(o, _limits(args, o), given, log=None if o.quiet else print)
+        try:
+            if args.host not in ("127.0.0.1", "localhost", "::1"):
+                lock = "" if auth else "; add --auth USER:PASSWORD"
+                said = f"warning: listening on {args.host}: other machines can reach it{lock}"
+                print(f"{parser.prog}: {said}", file=sys.stderr)
+            studio.warm()
+            app = _protected(create_app(studio), auth, studio.limits)
+            stop = threading.Event()
+            with in_background(app, sock), interrupts.running(lambda signum: stop.set()):
+                shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+                print(f"cartoon-web: open http://{shown}:{args.port}/ (Ctrl-C stops)", flush=True)
+                while not stop.wait(0.5):
+                    pass
+        finally:
+            studio.close()  # every upload and result removed
+        return 0  # a server's normal end is Ctrl-C
+
+    return _run(parser.prog, body)
+
+
+def _overlay(stack, args, o, sinks: list):
+    """cartoon-cam --overlay: the overlay server on a thread, its channel a sink of the
+    stream, and the stream's stylizer one that POST /api/v1/live can restyle."""
+    from .options import explicit
+    from .web import bind, in_background
+    from .web.app import create_app
+    from .web.live import Channel
+    from .web.studio import Studio
+
+    sock = bind("127.0.0.1", args.overlay)
+    studio = Studio(o, _limits(args, o), explicit(args))
+    stack.callback(studio.close)
+    channel = Channel()
+    stack.enter_context(in_background(_protected(create_app(studio, channel, ui=False), None, studio.limits), sock))
+    sinks.append(channel)
+    return studio.live_restyler(), f"http://127.0.0.1:{args.overlay}/overlay"
+
+
 def cam_main(argv: list[str] | None = None) -> int:
     from .options import MODES
 
@@ -387,7 +510,19 @@ def cam_main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser, ("live", "models", "engine", "faces", "look", "video", "encoder", "output"), mode.preset)
     parser.add_argument("--list-devices", action="store_true", help="list the cameras found and exit")
+    parser.add_argument(
+        "--overlay",
+        nargs="?",
+        const=7861,
+        type=int,
+        metavar="PORT",
+        help="serve http://127.0.0.1:PORT/overlay for an OBS Browser Source (default port 7861): the heads "
+        "alone on a transparent page unless --background is given; POST /api/v1/live changes the look",
+    )
+    _add_web_limits(parser)
     args = parser.parse_args(argv)
+    if args.overlay is not None and "background" not in getattr(args, "explicit_", ()):
+        args.background = "transparent"
     if args.list_devices:
         from .sources import list_cameras
 
@@ -438,10 +573,17 @@ def cam_main(argv: list[str] | None = None) -> int:
                     sinks.append(preview)
                 except InputError as e:  # no display: the other outputs carry on
                     print(f"{parser.prog}: {e}", file=sys.stderr)
+            if args.overlay is not None:
+                stylizer, url = _overlay(stack, args, o, sinks)
+                if not o.quiet:
+                    print(f"overlay: {url} (OBS: Sources > Browser, {w}x{h})")
             if not sinks:
-                raise InputError("no output left: use --preview or --record PATH, or set up a virtual camera")
+                raise InputError(
+                    "no output left: use --preview, --record PATH or --overlay, or set up a virtual camera"
+                )
             stack.callback(interrupts.finish)  # runs first on the way out: the sinks close undisturbed
-            stylizer = stack.enter_context(Stylizer(o, mode=mode))
+            if args.overlay is None:
+                stylizer = stack.enter_context(Stylizer(o, mode=mode))
             if not o.quiet:
                 print(f"{o.device}: {w}x{h} at {source.fps:.1f} fps requested; Ctrl-C stops")
             stats = Stream(stylizer).run(

@@ -95,11 +95,27 @@ def _key(frames, original, stylized, key_color):
     return frames.fill(original, key_color[::-1])  # RGB -> BGR
 
 
-# --background: what is under the heads. Only "cartoon" needs the background graph.
-BACKGROUNDS = {"cartoon": _cartoon, "photo": _photo, "blur": _blur, "key": _key}
+def _transparent(frames, original, stylized, key_color):
+    return frames.fill(original, (0, 0, 0))  # the heads over black; ``straight`` undoes it under the alpha
+
+
+# --background: what is under the heads. Only "cartoon" needs the background graph;
+# "transparent" is the heads alone, with an alpha channel where the output can carry one.
+BACKGROUNDS = {"cartoon": _cartoon, "photo": _photo, "blur": _blur, "key": _key, "transparent": _transparent}
+HEADS_ONLY = ("key", "transparent")  # backgrounds where --strength mixes the heads only
 
 
 def background_under(frames, original, stylized, mode: str, key_color: tuple[int, int, int]):
     """The uint8 frame the heads are pasted onto (a new image), for ``--background``;
     ``frames`` (``CpuFrames`` or ``DeviceFrames``) says where the images live."""
     return BACKGROUNDS[mode](frames, original, stylized, key_color)
+
+
+def straight(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Heads pasted over black, with their coverage ``alpha``, as straight (not premultiplied)
+    colour: a feathered edge keeps the head's colour instead of fading to a dark fringe."""
+    edge = (alpha > 0) & (alpha < 255)
+    out = image.copy()
+    a = alpha[edge].astype(np.float32)[:, None] * (1 / 255)
+    out[edge] = np.clip(image[edge] / a + 0.5, 0, 255).astype(np.uint8)
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from dataclasses import dataclass
@@ -71,15 +72,7 @@ def output_format(path: str | Path, fmt: str | None = None) -> str:
 def write_image(path: str | Path, picture: Picture, fmt: str | None = None, quality: int = 95) -> None:
     """Write through a temporary file and rename, so a failed write leaves no partial output."""
     path = Path(path)
-    pil_fmt = output_format(path, fmt)
-    rgb = picture.bgr[..., ::-1]
-    if picture.alpha is not None and pil_fmt in ALPHA_FORMATS:
-        im = Image.fromarray(np.dstack([rgb, picture.alpha]), "RGBA")
-    else:
-        im = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
-    kw = {"quality": quality} if pil_fmt in ("JPEG", "WEBP") else {}
-    if pil_fmt == "WEBP" and quality >= 100:
-        kw = {"lossless": True}
+    data = encode_image(picture, output_format(path, fmt), quality)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
@@ -87,7 +80,7 @@ def write_image(path: str | Path, picture: Picture, fmt: str | None = None, qual
         raise OutputError(f"cannot write {path} ({e.strerror or e})") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            im.save(f, pil_fmt, **kw)
+            f.write(data)
         os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp's private 0600 is not what the user asked for
         os.replace(tmp, path)
     except OSError as e:
@@ -96,6 +89,21 @@ def write_image(path: str | Path, picture: Picture, fmt: str | None = None, qual
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def encode_image(picture: Picture, pil_fmt: str, quality: int = 95) -> bytes:
+    """The file's bytes in Pillow format ``pil_fmt``; alpha kept where the format has it."""
+    rgb = picture.bgr[..., ::-1]
+    if picture.alpha is not None and pil_fmt in ALPHA_FORMATS:
+        im = Image.fromarray(np.dstack([rgb, picture.alpha]), "RGBA")
+    else:
+        im = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    kw = {"quality": quality} if pil_fmt in ("JPEG", "WEBP") else {}
+    if pil_fmt == "WEBP" and quality >= 100:
+        kw = {"lossless": True}
+    buf = io.BytesIO()
+    im.save(buf, pil_fmt, **kw)
+    return buf.getvalue()
 
 
 def _read_umask() -> int:

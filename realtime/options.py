@@ -324,6 +324,13 @@ MODES = {
 }
 
 
+def in_mode(options: Options, mode: Mode, given: frozenset[str] = frozenset()) -> tuple[Options, list[str]]:
+    """``options`` with ``mode``'s preset where the user gave no value, settled: what a
+    server runs a job of that mode with (a CLI gets the preset as its flags' defaults)."""
+    preset = {k: v for k, v in mode.preset.items() if k not in given}
+    return settle(options.replace(**preset), mode, given)
+
+
 def settle(options: Options, mode: Mode, given: frozenset[str] = frozenset()) -> tuple[Options, list[str]]:
     """The options a command runs with, and a line for each preset value that had to change:
     the preset's INT8 where the backend has none (a GPU runs its own default, FP16), and on a

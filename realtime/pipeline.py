@@ -11,13 +11,14 @@ schedulers decide which frames the engines see; a still runs all three in a row.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from .align import CROP, align_matrix, scale_of, transform_points
-from .compose import background_under, load_alpha, oval_mask
+from .compose import HEADS_ONLY, background_under, load_alpha, oval_mask, straight
 from .engine import MAX_HEAD_BATCH, load_engine, resolve_spec
 from .faces import Face, FaceFinder
 from .frames import CpuFrames, DeviceFrames
@@ -41,10 +42,12 @@ def work_shape(h: int, w: int, short_side: int) -> tuple[int, int]:
 
 @dataclass(frozen=True, eq=False)
 class Result:
-    """One stylized still and the faces found in it."""
+    """One stylized still and the faces found in it; ``alpha`` where the heads are, for
+    ``--background transparent``."""
 
     image: np.ndarray
     faces: tuple[Face, ...]
+    alpha: np.ndarray | None = None
 
 
 class Stylizer:
@@ -169,15 +172,48 @@ class Stylizer:
         with self.stage("blend"):
             canvas = background_under(f, a.image, scene.background, o.background, o.key_color)
             self._paste(canvas, a, scene.heads)
-            if o.strength < 1 and o.background != "key":  # key: strength mixes the heads only
+            if o.strength < 1 and o.background not in HEADS_ONLY:
                 canvas = f.mix(canvas, a.image, o.strength)
             return canvas
+
+    def finish(self, scene: Scene, canvas) -> tuple[np.ndarray, np.ndarray | None]:
+        """The composite downloaded, and for ``--background transparent`` its alpha (where the
+        heads are, feathered as pasted) with the colour made straight under it."""
+        image = self.frames.download(canvas)
+        if self.options.background != "transparent":
+            return image, None
+        with self.stage("blend"):
+            a, f = scene.analysis, self.frames
+            cover = f.fill(a.image, (0, 0, 0))
+            self._paste(cover, a, {t: f.fill(h, (255, 255, 255)) for t, h in scene.heads.items()}, solid=True)
+            alpha = np.ascontiguousarray(f.download(cover)[..., 0])
+            return straight(image, alpha), alpha
 
     def run(self, bgr: np.ndarray) -> Result:
         """A still through all three stages."""
         stylized = self.stylize(self.analyze(Frame.still(bgr)))
         a = stylized.analysis
-        return Result(self.compose(Scene(a, stylized.background, stylized.heads)), a.faces)
+        scene = Scene(a, stylized.background, stylized.heads)
+        image, alpha = self.finish(scene, self.composite(scene))
+        return Result(image, a.faces, alpha)
+
+    def restyled(self, **look) -> Stylizer:
+        """This stylizer with another look (``strength``, ``background``, ``key_color``),
+        sharing its engines and face finder: for a server that changes the look per request
+        or while a stream runs. The copy is a view: close the original, never the copy. A
+        background that needs the background graph needs it loaded here."""
+        from .errors import InputError
+
+        if set(look) - {"strength", "background", "key_color"}:
+            raise ValueError(f"only the look can change in a view, not {sorted(set(look))}")
+        options = self.options.replace(**look)
+        if options.background == "cartoon" and self.background_engine is None:
+            raise InputError("--background cartoon needs the background graph, which this stylizer did not load")
+        view = copy.copy(self)
+        view.options = options
+        if options.background != "cartoon":
+            view.background_engine = None  # the engines never run a graph nobody sees
+        return view
 
     def __call__(self, bgr: np.ndarray) -> np.ndarray:
         return self.run(bgr).image
@@ -195,11 +231,11 @@ class Stylizer:
                 crops.append(self.frames.crops(image, [m]))
         return self.frames.cat(crops)
 
-    def _paste(self, canvas, a: Analysis, heads) -> None:
+    def _paste(self, canvas, a: Analysis, heads, solid: bool = False) -> None:
         """Paste each face's own head (by track id), small faces first so a nearer face ends
         on top; heads from an earlier frame ride on this frame's transforms, so they follow
-        the face without ghosting."""
-        s = self.options.strength if self.options.background == "key" else 1.0
+        the face without ghosting. ``solid``: the heads are coverage, never mixed."""
+        s = self.options.strength if self.options.background in HEADS_ONLY and not solid else 1.0
         f = self.frames
         chosen = [i for i, face in enumerate(a.faces) if face.track in heads]
         for i in sorted(chosen, key=lambda i: scale_of(a.matrices[i]), reverse=True):

@@ -135,10 +135,13 @@ class Scene(_Cartoon):
 @dataclass(frozen=True, eq=False)
 class Output:
     """A finished frame on its way to the sinks: the composite, read-only, since every sink
-    (one of them on a thread of its own) is handed the same array."""
+    (one of them on a thread of its own) is handed the same array; ``alpha`` (uint8, where
+    the heads are) for ``--background transparent``, for the sinks that can show it."""
 
     frame: Frame
     image: np.ndarray
+    alpha: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image", readonly(self.image))
+        object.__setattr__(self, "alpha", readonly(self.alpha))

@@ -90,12 +90,13 @@ class Stream:
             if smoother is not None:
                 with st.stage("smooth"):
                     out = smoother(scene.frame.image, out, scene.analysis.image)
-            return [Output(scene.frame, st.frames.download(out))]
+            return [Output(scene.frame, *st.finish(scene, out))]
 
         def deliver(out: Output) -> tuple[int, float]:
             frame = out.frame
             for sink in sinks:
-                sink.send(frame, out.image)
+                take = getattr(sink, "take", None)  # a sink that shows more than the picture (alpha)
+                take(out) if take is not None else sink.send(frame, out.image)
             if on_frame is not None:
                 on_frame(frame)
             return frame.index, frame.captured

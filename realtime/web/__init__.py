@@ -1,0 +1,57 @@
+"""cartoon-cam on the web: ``cartoon-web`` (a Gradio UI and an HTTP API over one FastAPI
+app) and the OBS overlay server of ``cartoon-cam --overlay``.
+
+    studio   the work (photos, batches, video jobs, the live look), shared by UI and API
+    app      the HTTP API, the /live and /overlay pages and their WebSockets
+    ui       the Gradio tabs
+    live     the browser camera as a stream source, the pages' channel as its sink
+    jobs     the video queue
+    uploads  limits and content sniffing for untrusted files
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts: a port in use is one line."""
+    from ..errors import InputError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port} ({e.strerror or e}); choose another --port") from None
+    sock.listen(128)
+    return sock
+
+
+def server(app, sock: socket.socket):
+    """A uvicorn server for ``app`` on ``sock`` (quiet: the command says what matters)."""
+    import uvicorn
+
+    return uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_max_size=8 << 20, timeout_graceful_shutdown=3))
+
+
+@contextlib.contextmanager
+def in_background(app, sock: socket.socket):
+    """Serve ``app`` on a thread while the block runs (cartoon-cam --overlay)."""
+    import time
+
+    srv = server(app, sock)  # off the main thread uvicorn leaves the signals to the command
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, name="web-server", daemon=True)
+    thread.start()
+    while not srv.started and thread.is_alive():
+        time.sleep(0.02)
+    try:
+        yield srv
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -1,0 +1,187 @@
+"""Video jobs: a queue worked one job at a time, on a thread that yields to the live path.
+
+A job's state is an immutable ``JobState`` replaced whole on each change, so a request
+reading it never sees one half-updated. The upload is removed when its job ends; results
+are removed when the server stops (or after ``keep`` seconds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..errors import CartoonError
+from ..options import Options
+
+
+@dataclass(frozen=True)
+class JobState:
+    state: str = "queued"  # queued, running, done, failed
+    progress: float = 0.0
+    frames_done: int = 0
+    frames_total: int = 0
+    position: int = 0  # jobs ahead of this one (queued only)
+    eta_seconds: float | None = None
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+
+    def public(self) -> dict:
+        d = {
+            "state": self.state,
+            "progress": round(self.progress, 4),
+            "frames_done": self.frames_done,
+            "frames_total": self.frames_total,
+        }
+        if self.state == "queued":
+            d["position"] = self.position
+        if self.eta_seconds is not None:
+            d["eta_seconds"] = round(self.eta_seconds, 1)
+        if self.error:
+            d["error"] = self.error
+        if self.notes:
+            d["notes"] = list(self.notes)
+        return d
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    upload: Path
+    result: Path
+    name: str  # what the download is called (from a cleaned client name)
+    options: Options
+    frames_total: int
+
+
+class Jobs:
+    """The video queue. ``submit`` returns an id; ``state`` and ``result`` answer for it."""
+
+    def __init__(self, folder: Path, keep: float = 3600.0, niceness: int = 10):
+        self.folder, self.keep, self.niceness = folder, keep, niceness
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._states: dict[str, JobState] = {}
+        self._order: list[str] = []
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="video-jobs", daemon=True)
+        self._thread.start()
+
+    def submit(self, upload: Path, name: str, options: Options, frames_total: int) -> str:
+        job_id = secrets.token_hex(8)
+        folder = self.folder / job_id
+        folder.mkdir()
+        job = Job(job_id, upload, folder / name, name, options, frames_total)
+        with self._lock:
+            self._jobs[job_id] = job
+            self._order.append(job_id)
+            self._states[job_id] = JobState(frames_total=frames_total)
+            self._reposition()
+        self._queue.put(job)
+        return job_id
+
+    def state(self, job_id: str) -> JobState | None:
+        with self._lock:
+            self._expire()
+            return self._states.get(job_id)
+
+    def result(self, job_id: str) -> tuple[Path, str] | None:
+        with self._lock:
+            job, st = self._jobs.get(job_id), self._states.get(job_id)
+            return (job.result, job.name) if job and st and st.state == "done" else None
+
+    def close(self) -> None:
+        """Stop the worker (a running job ends at its next frame) and remove every file."""
+        self._cancel.set()
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _set(self, job_id: str, **changes) -> None:
+        with self._lock:
+            self._states[job_id] = replace(self._states[job_id], **changes)
+            if "state" in changes:
+                self._reposition()
+
+    def _reposition(self) -> None:
+        ahead = 0
+        for jid in self._order:
+            st = self._states[jid]
+            if st.state == "running":
+                ahead += 1
+            elif st.state == "queued":
+                self._states[jid] = replace(st, position=ahead)
+                ahead += 1
+
+    def _expire(self) -> None:
+        now = time.time()
+        for jid in list(self._order):
+            folder = self.folder / jid
+            st = self._states[jid]
+            if st.state in ("done", "failed") and folder.exists() and now - folder.stat().st_mtime > self.keep:
+                shutil.rmtree(folder, ignore_errors=True)
+                self._order.remove(jid)
+                del self._states[jid], self._jobs[jid]
+
+    def _work(self) -> None:
+        from ..stream.live import _lower_priority
+
+        _lower_priority(self.niceness)  # a job waits; a live frame would be dropped
+        while (job := self._queue.get()) is not None:
+            if self._cancel.is_set():
+                break
+            self._set(job.id, state="running")
+            try:
+                notes = run_video(job, self._set, self._cancel)
+                self._set(job.id, state="done", progress=1.0, eta_seconds=0.0, notes=tuple(notes))
+            except CartoonError as e:
+                self._set(job.id, state="failed", error=str(e))
+            except Exception as e:  # one line to the client; the worker lives on
+                self._set(job.id, state="failed", error=f"the video could not be processed ({type(e).__name__})")
+            finally:
+                job.upload.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    (self.folder / job.id).touch()
+
+
+def run_video(job: Job, report, cancel: threading.Event) -> list[str]:
+    """The clip through a file stream into ``job.result`` (audio and timestamps kept, as
+    ``cartoon-video``); ``report(id, **state)`` gets the progress."""
+    from ..errors import InputError
+    from ..pipeline import Stylizer
+    from ..sinks import VideoFileSink
+    from ..sources import FileSource
+    from ..stream import Stream
+
+    t0 = time.monotonic()
+    done = 0
+
+    def tick(frame) -> None:
+        nonlocal done
+        done += 1
+        if cancel.is_set():
+            raise InputError("the server is stopping")
+        if done % 5 == 0 or done == job.frames_total:
+            total = max(job.frames_total, done)
+            rate = done / max(time.monotonic() - t0, 1e-6)
+            report(
+                job.id, frames_done=done, frames_total=total, progress=done / total, eta_seconds=(total - done) / rate
+            )
+
+    o = job.options
+    with FileSource(job.upload) as source:
+        w, h = source.frame_size
+        with (
+            Stylizer(o, mode="file") as stylizer,
+            VideoFileSink(job.result, w, h, source.fps, source.time_base, job.upload, **o.encoder()) as sink,
+        ):
+            stats = Stream(stylizer).run(source, [sink], tick)
+            sink.close(complete=not stats.interrupted)
+        report(job.id, frames_done=stats.frames, frames_total=stats.frames)
+        return [*source.notes, *sink.notes] + ([source.warning] if source.warning else [])

@@ -1,0 +1,231 @@
+"""Live over the web: a browser's camera in, cartoons back, and the overlay page out.
+
+    browser camera --WebSocket--> PushSource -> Stream (live mode) -> Channel --WebSocket--> page
+    any live stream (cartoon-cam --overlay, the web app's Live) ---> Channel -> /overlay pages
+
+The stream layer is the one every live command runs; these are its web source and sink.
+``Restyler`` is the stylizer a running stream sees: a reference swapped whole when the look
+or the style changes (``POST /api/v1/live``), never an object changed in place, so a frame
+is always composed by one consistent stylizer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from fractions import Fraction
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from ..options import Options
+from ..records import Frame, Output
+from ..sources import LiveSource
+
+LOOK = ("strength", "background")
+
+
+class PushSource(LiveSource):
+    """Frames handed in by a server (a browser's camera over a WebSocket), newest wins. The
+    client's own frame number is the frame's ``index``, so the cartoon it gets back says which
+    of its frames it is (the page measures latency from that)."""
+
+    def __init__(self, first: np.ndarray, fps: float = 30.0, idle: float = 30.0):
+        super().__init__("browser camera")
+        self.time_base, self.fps, self.idle = Fraction(1, 1000), fps, idle
+        self._t0 = time.monotonic()
+        self.first = self._frame(first, -1)
+        self._thread.start()
+
+    def _frame(self, image: np.ndarray, index: int) -> Frame:
+        now = time.monotonic()
+        return Frame(image, round((now - self._t0) * 1000), self.time_base, index, now)
+
+    def push(self, image: np.ndarray, index: int) -> None:
+        """A frame from the client (dropped before ``start()``: the stream is not ready)."""
+        if self._started.is_set() and not self._stop.is_set():
+            self._publish(self._frame(image, index))
+
+    def _read(self) -> None:
+        self._stop.wait()
+
+    def latest(self, timeout: float | None = None) -> Frame | None:
+        """The newest frame; None when closed, or after ``idle`` seconds with none (a client
+        that stopped sending ends its stream instead of failing it)."""
+        try:
+            return super().latest(self.idle)
+        except InputError:
+            return None
+
+    def end(self) -> None:
+        """No more frames: the stream finishes what it holds and stops."""
+        self._stop.set()
+
+    def _close_input(self) -> None:
+        pass
+
+
+class Restyler:
+    """The stylizer a live stream runs through, replaceable while it runs: attribute reads go
+    to the current one. ``set`` swaps in the same engines with another look, or another
+    style's engines (loaded once, kept until ``close``)."""
+
+    def __init__(self, options: Options, mode: str = "live", log=None):
+        from ..pipeline import Stylizer
+
+        self._make = lambda o: Stylizer(o.replace(background="cartoon"), mode=mode, log=log or (lambda *a: None))
+        self._lock = threading.Lock()
+        self._bases = {options.style: self._make(options)}
+        self._current = self._bases[options.style].restyled(**{k: getattr(options, k) for k in LOOK})
+        self.options_changed = 0
+
+    def __getattr__(self, name):
+        return getattr(self._current, name)
+
+    @property
+    def current(self):
+        return self._current
+
+    def look(self) -> dict:
+        o = self._current.options
+        return {"style": o.style, "strength": o.strength, "background": o.background}
+
+    def set(self, style: str | None = None, strength: float | None = None, background: str | None = None) -> dict:
+        """Change what the stream makes from its next frame on; returns the new look. A new
+        style's engines load first (the stream keeps the old look meanwhile)."""
+        with self._lock:
+            now = self._current.options
+            o = now.replace(
+                style=style or now.style,
+                strength=now.strength if strength is None else strength,
+                background=background or now.background,
+            )  # Options checks every value: a bad one raises InputError and nothing changes
+            if o.style != now.style and now.model_dir is not None:
+                raise InputError(f"this server runs the graphs in {now.model_dir}; the style cannot change")
+            base = self._bases.get(o.style)
+            if base is None:
+                base = self._bases[o.style] = self._make(o)
+            self._current = base.restyled(strength=o.strength, background=o.background)
+            self.options_changed += 1
+            return self.look()
+
+    def close(self) -> None:
+        with self._lock:
+            for base in self._bases.values():
+                base.close()
+            self._bases.clear()
+
+
+class Channel:
+    """The newest output of a live stream, for any number of async readers (the pages). The
+    stream's thread publishes immutable ``Output`` records; readers wait for a newer one.
+    Each output is encoded once, by the first reader that wants it."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._latest: tuple[int, Output] | None = None
+        self._encoded: dict[tuple, bytes] = {}
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self.published = 0
+
+    def take(self, out: Output) -> None:
+        """The sink side (called on the stream's thread)."""
+        with self._lock:
+            self.published += 1
+            self._latest = (self.published, out)
+            self._encoded.clear()
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            loop.call_soon_threadsafe(event.set)
+
+    def send(self, frame: Frame, image: np.ndarray) -> None:
+        self.take(Output(frame, image))
+
+    def close(self, complete: bool = True) -> None:
+        pass
+
+    async def next(self, after: int, timeout: float = 1.0) -> tuple[int, Output] | None:
+        """The newest output after number ``after``; None if none comes within ``timeout``."""
+        loop, event = asyncio.get_running_loop(), asyncio.Event()
+        waiter = (loop, event)
+        with self._lock:
+            if self._latest and self._latest[0] > after:
+                return self._latest
+            self._waiters.add(waiter)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            return None
+        finally:
+            with self._lock:
+                self._waiters.discard(waiter)
+        with self._lock:
+            return self._latest
+
+    def encoded(self, number: int, out: Output, kind: str) -> bytes:
+        """``out`` as ``kind`` ('jpeg' or 'png'), memoised for the other readers of this frame."""
+        key = (number, kind)
+        with self._lock:
+            if key in self._encoded:
+                return self._encoded[key]
+        data = encode(out, kind)
+        with self._lock:
+            if self._latest and self._latest[0] == number:
+                self._encoded[key] = data
+        return data
+
+
+def encode(out: Output, kind: str) -> bytes:
+    """A frame for a page: JPEG, or PNG with the alpha channel when the output has one."""
+    if kind == "png" and out.alpha is not None:
+        ok, buf = cv2.imencode(".png", np.dstack([out.image, out.alpha]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    else:
+        ok, buf = cv2.imencode(".jpg", out.image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise RuntimeError("frame encoding failed")
+    return buf.tobytes()
+
+
+def decode_jpeg(data: bytes, max_pixels: int) -> np.ndarray:
+    """A client's camera frame; a one-line refusal for anything else or anything too big."""
+    arr = np.frombuffer(data, np.uint8)
+    if len(arr) < 4 or arr[0] != 0xFF or arr[1] != 0xD8:
+        raise InputError("a live frame must be a JPEG image")
+    image = cv2.imdecode(arr, cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError("a live frame could not be decoded")
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise InputError("a live frame is too large; send 1280x720 or less")
+    return image
+
+
+class LiveSession:
+    """One browser camera's stream: frames pushed in, run through the live stream on a
+    thread of its own, cartoons out to the ``channel`` (and the overlay's)."""
+
+    def __init__(self, restyler: Restyler, first: np.ndarray, outputs: list):
+        from ..stream import Stream
+
+        self.source = PushSource(first)
+        self.stats = None
+        self.error: str | None = None
+        self._stream = Stream(restyler)
+        self._outputs = outputs
+        self._thread = threading.Thread(target=self._run, name="web-live", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.stats = self._stream.run(self.source, self._outputs)
+        except Exception as e:  # said to the page, never raised into the server
+            self.error = f"the live stream stopped: {e}"
+
+    def push(self, image: np.ndarray, index: int) -> None:
+        self.source.push(image, index)
+
+    def close(self) -> None:
+        self.source.end()
+        self._thread.join(timeout=10)
+        self.source.close()

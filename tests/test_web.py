@@ -1,0 +1,290 @@
+"""cartoon-web and the overlay: the HTTP API against a real server, the UI, the Live tab and
+the overlay page in a real Chromium (Debian's, driven by Playwright). The green-head model
+paints heads solid green (BGR 0,254,0): where green shows, a head was pasted."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import av
+import httpx
+import numpy as np
+import pytest
+from conftest import asset, cli_args
+from media import timestamps, write_video
+from PIL import Image
+
+from realtime import Options
+from realtime.cli import _protected
+from realtime.web import bind, in_background
+from realtime.web.app import create_app
+from realtime.web.studio import Studio
+from realtime.web.uploads import Limits
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def green_share(rgb: np.ndarray, alpha: np.ndarray | None = None) -> float:
+    """The share of pixels that are the green-head model's green (and opaque, with alpha)."""
+    r, g, b = (rgb[..., i].astype(int) for i in range(3))
+    green = (g > 200) & (r < 70) & (b < 70)
+    if alpha is not None:
+        green &= alpha > 200
+    return float(green.mean())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def green_options(assets) -> Options:
+    return Options(
+        model_dir=asset(assets, "models/dctnet/green-head"),
+        face_model=asset(assets, "models/face_landmarker.task"),
+        quiet=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def server(green_options):
+    """cartoon-web's app (UI and API) on a free port, in this process; small limits."""
+    limits = Limits(image_bytes=4 << 20, video_bytes=8 << 20, pixels=4_000_000, video_seconds=10, batch_files=5)
+    studio = Studio(green_options, limits)
+    studio.warm()
+    port = free_port()
+    with in_background(_protected(create_app(studio), None, limits), bind("127.0.0.1", port)):
+        yield f"http://127.0.0.1:{port}", studio
+    studio.close()
+    assert not studio.folder.exists()  # every upload, result and zip is gone with the server
+
+
+@pytest.fixture(scope="module")
+def short_clip(assets, tmp_path_factory) -> Path:
+    """About the first 2 s of the classroom clip with its audio, cut by FFmpeg."""
+    out = tmp_path_factory.mktemp("clip") / "class.mp4"
+    src = asset(assets, "media/classroom_720p25_aac.mp4")
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), "-t", "2", "-c", "copy", str(out)], check=True)
+    return out
+
+
+def png(path_or_bytes) -> tuple[np.ndarray, np.ndarray | None]:
+    src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
+    im = Image.open(src)
+    arr = np.asarray(im.convert("RGBA"))
+    return arr[..., :3], (arr[..., 3] if im.mode in ("RGBA", "LA") else None)
+
+
+# ---- the HTTP API ---------------------------------------------------------------------------------
+
+
+def test_image_api_returns_the_cartoon(server, assets):
+    url, _ = server
+    portrait = asset(assets, "media/portrait_1024.png").read_bytes()
+    r = httpx.post(f"{url}/api/v1/image", files={"file": ("me.png", portrait)}, data={"size": "512"}, timeout=60)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png" and r.headers["x-faces"] == "1"
+    rgb, _ = png(r.content)
+    assert min(rgb.shape[:2]) == 512
+    assert green_share(rgb) > 0.05  # the head, over the face
+    assert green_share(rgb[-60:]) < 0.01  # and not over the crossed arms below it
+
+    r = httpx.post(
+        f"{url}/api/v1/image",
+        files={"file": ("me.png", portrait)},
+        data={"format": "webp", "background": "transparent", "strength": "1"},
+        timeout=60,
+    )
+    assert r.headers["content-type"] == "image/webp"
+    rgb, alpha = png(r.content)
+    assert alpha is not None and alpha[:20, :20].max() == 0  # transparent around the head
+    assert green_share(rgb, alpha) > 0.04 and alpha.max() == 255 and (alpha > 0).mean() < 0.2
+
+    r = httpx.post(f"{url}/api/v1/image", files={"file": ("x.png", portrait)}, data={"format": "jpeg"}, timeout=60)
+    assert r.headers["content-type"] == "image/jpeg" and r.content[:2] == b"\xff\xd8"
+
+
+@pytest.mark.parametrize(
+    ("files", "data", "status", "said"),
+    [
+        ({"file": ("photo.png", b"#!/bin/sh\nrm -rf /\n")}, {}, 400, "is not a PNG, JPEG or WebP image"),
+        ({"file": ("a.png", b"")}, {}, 400, "the upload is empty"),
+        ("portrait", {"style": "nope"}, 400, "style 'nope' is not one of"),
+        ("portrait", {"strength": "2"}, 400, "strength must be between 0 and 1"),
+        ("portrait", {"strength": "much"}, 422, "strength"),
+        ("portrait", {"size": "-5"}, 400, "size must be"),
+        ("portrait", {"background": "lava"}, 400, "background must be one of"),
+        ("big", {}, 413, "over the 4 MB limit"),
+        ("huge", {}, 413, "Mpx limit"),
+        (None, {}, 422, "file"),
+    ],
+)
+def test_image_api_refuses_in_one_line(server, assets, files, data, status, said):
+    url, studio = server
+    portrait = asset(assets, "media/portrait_1024.png").read_bytes()
+    made = {
+        "portrait": {"file": ("me.png", portrait)},
+        "big": {"file": ("big.png", b"\x89PNG" + bytes(5 << 20))},
+        "huge": {"file": ("huge.png", _png_of(Image.new("L", (2500, 2000))))},
+        None: {},
+    }
+    files = made[files] if not isinstance(files, dict) else files
+    r = httpx.post(f"{url}/api/v1/image", files=files or None, data=data, timeout=60)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and said in body["error"] and "\n" not in body["error"]
+    assert "Traceback" not in r.text
+    assert not list(studio.folder.glob("upload-*"))  # a refused upload is not kept
+
+
+def _png_of(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_batch_api_zip_with_a_report(server, assets):
+    url, _ = server
+    portrait = asset(assets, "media/portrait_1024.png").read_bytes()
+    small = _png_of(Image.open(io.BytesIO(portrait)).convert("RGB").resize((400, 400)))
+    files = [
+        ("files", ("../../etc/evil name.png", portrait)),
+        ("files", ("notes.png", b"not an image at all")),
+        ("files", ("small.png", small)),
+        ("files", ("small.png", small)),
+    ]
+    r = httpx.post(f"{url}/api/v1/batch", files=files, data={"format": "jpg"}, timeout=120)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    z = zipfile.ZipFile(io.BytesIO(r.content))
+    report = json.loads(z.read("report.json"))
+    assert [e["status"] for e in report] == ["ok", "failed", "ok", "ok"]
+    assert [e["input"] for e in report] == ["../../etc/evil name.png", "notes.png", "small.png", "small.png"]
+    assert "is not a PNG, JPEG or WebP image" in report[1]["error"] and report[1]["output"] is None
+    outputs = [e["output"] for e in report if e["output"]]
+    assert outputs == ["evil_name.jpg", "small.jpg", "small-2.jpg"]  # cleaned, never a path, never clashing
+    assert sorted(z.namelist()) == sorted([*outputs, "report.json"])
+    rgb = np.asarray(Image.open(io.BytesIO(z.read("evil_name.jpg"))))
+    assert rgb.shape[:2] == (1024, 1024) and green_share(rgb) > 0.05
+
+    r = httpx.post(f"{url}/api/v1/batch", files=[("files", ("a.png", small))] * 6, timeout=60)
+    assert r.status_code == 400 and "6 files is over the 5-file limit" in r.json()["error"]
+
+
+def test_video_job_keeps_frames_timing_and_audio(server, short_clip):
+    url, studio = server
+    r = httpx.post(f"{url}/api/v1/video", files={"file": ("my clip.mp4", short_clip.read_bytes())}, timeout=60)
+    assert r.status_code == 202, r.text
+    job = r.json()["job"]
+    seen, t0 = [], time.monotonic()
+    while time.monotonic() - t0 < 180:
+        st = httpx.get(f"{url}/api/v1/jobs/{job}").json()
+        seen.append(st)
+        if st["state"] in ("done", "failed"):
+            break
+        time.sleep(0.3)
+    assert st["state"] == "done", st
+    frames = len(timestamps(short_clip))
+    assert st["frames_done"] == st["frames_total"] == frames and st["progress"] == 1.0
+    assert {"state", "progress", "frames_done", "frames_total"} <= set(seen[0])
+    running = [s for s in seen if s["state"] == "running" and s["frames_done"]]
+    assert running and all(0 < s["progress"] <= 1 and "eta_seconds" in s for s in running)
+    assert not list(studio.folder.glob("upload-*"))  # the upload went with the job's end
+
+    r = httpx.get(f"{url}/api/v1/jobs/{job}/result", timeout=60)
+    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
+    assert 'filename="my_clip-cartoon.mp4"' in r.headers["content-disposition"]
+    out = short_clip.with_name("out.mp4")
+    out.write_bytes(r.content)
+    assert timestamps(out) == timestamps(short_clip)  # every frame, at its own time
+    with av.open(str(out)) as c:
+        assert len(c.streams.audio) == 1 and c.streams.audio[0].codec_context.name == "aac"
+        frame = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    assert green_share(frame) > 0.01
+
+    assert httpx.get(f"{url}/api/v1/jobs/nope").status_code == 404
+    assert httpx.get(f"{url}/api/v1/jobs/nope/result").json()["error"].startswith("no job")
+
+
+def test_video_api_refuses_what_is_not_a_short_video(server, assets, tmp_path):
+    url, _ = server
+    portrait = asset(assets, "media/portrait_1024.png").read_bytes()
+    r = httpx.post(f"{url}/api/v1/video", files={"file": ("clip.mp4", portrait)})
+    assert r.status_code == 400 and "is a still image" in r.json()["error"]
+    r = httpx.post(f"{url}/api/v1/video", files={"file": ("clip.mp4", b"\x00" * 5000)})
+    assert r.status_code == 400 and "not a video FFmpeg can read" in r.json()["error"]
+    long = write_video(tmp_path / "long.mp4", [np.zeros((64, 64, 3), np.uint8)] * 2, pts_ms=[0, 12_000])
+    r = httpx.post(f"{url}/api/v1/video", files={"file": ("long.mp4", long.read_bytes())})
+    assert r.status_code == 413 and "over the 10 s limit" in r.json()["error"]
+
+
+def test_live_api_changes_the_look(server):
+    url, _ = server
+    r = httpx.post(f"{url}/api/v1/live", json={"strength": 0.5, "background": "blur"}, timeout=120)
+    assert r.status_code == 200 and r.json()["strength"] == 0.5 and r.json()["background"] == "blur"
+    assert httpx.get(f"{url}/api/v1/live").json()["background"] == "blur"
+    for body, said in (
+        ({"strength": 3}, "between 0 and 1"),
+        ({"background": "lava"}, "is not one of"),
+        ({"style": "sketch"}, "style 'sketch' is not one of"),
+        ({"colour": "red"}, "takes style, strength and background only"),
+    ):
+        r = httpx.post(f"{url}/api/v1/live", json=body)
+        assert r.status_code == 400 and said in r.json()["error"], r.text
+    assert httpx.get(f"{url}/api/v1/live").json()["strength"] == 0.5  # a refused change changes nothing
+    httpx.post(f"{url}/api/v1/live", json={"strength": 1.0, "background": "cartoon"})
+
+
+def test_auth_and_body_limit_guard_every_path(green_options):
+    studio = Studio(green_options, Limits(image_bytes=1 << 20))
+    port = free_port()
+    app = _protected(create_app(studio, ui=False), ("me", "secret"), studio.limits)
+    try:
+        with in_background(app, bind("127.0.0.1", port)):
+            url = f"http://127.0.0.1:{port}"
+            for path in ("/overlay", "/api/v1/live"):
+                r = httpx.get(url + path)
+                assert r.status_code == 401 and "WWW-Authenticate" in r.headers
+            assert httpx.get(url + "/overlay", auth=("me", "wrong")).status_code == 401
+            assert httpx.get(url + "/overlay", auth=("me", "secret")).status_code == 200
+            r = httpx.post(url + "/api/v1/image", auth=("me", "secret"), files={"file": ("a.png", bytes(3 << 20))})
+            assert r.status_code == 413 and "limit" in r.json()["error"]
+    finally:
+        studio.close()
+
+
+def test_cartoon_web_command(assets, tmp_path):
+    """The command: its URL, a warning on an open address, one line when the port is taken."""
+    port = free_port()
+    web = "import sys; from realtime.cli import web_main; sys.exit(web_main())"
+    args = [sys.executable, "-c", web, *cli_args(assets, asset(assets, "models/dctnet/green-head"))]
+    proc = subprocess.Popen(
+        [*args, "--port", str(port), "--host", "0.0.0.0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == f"cartoon-web: open http://127.0.0.1:{port}/ (Ctrl-C stops)"
+        assert httpx.get(f"http://127.0.0.1:{port}/overlay").status_code == 200
+        taken = subprocess.run([*args, "--port", str(port)], capture_output=True, text=True, timeout=120)
+        assert taken.returncode == 1 and taken.stderr.count("\n") == 1
+        assert f"cannot listen on 127.0.0.1:{port}" in taken.stderr and "--port" in taken.stderr
+    finally:
+        proc.send_signal(2)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "warning: listening on 0.0.0.0" in err and "--auth" in err and "Traceback" not in err
