@@ -37,6 +37,7 @@ class PushSource(LiveSource):
         self.time_base, self.fps, self.idle = Fraction(1, 1000), fps, idle
         self._t0 = time.monotonic()
         self.first = self._frame(first, -1)
+        self._early: tuple[np.ndarray, int] | None = None
         self._thread.start()
 
     def _frame(self, image: np.ndarray, index: int) -> Frame:
@@ -44,9 +45,22 @@ class PushSource(LiveSource):
         return Frame(image, round((now - self._t0) * 1000), self.time_base, index, now)
 
     def push(self, image: np.ndarray, index: int) -> None:
-        """A frame from the client (dropped before ``start()``: the stream is not ready)."""
-        if self._started.is_set() and not self._stop.is_set():
+        """A frame from the client; before ``start()`` (the engines warming up) only the
+        newest is kept, and delivered first."""
+        with self._lock:
+            if not self._started.is_set():
+                self._early = (image, index)
+                return
+        if not self._stop.is_set():
             self._publish(self._frame(image, index))
+
+    def start(self) -> PushSource:
+        with self._lock:
+            early, self._early = self._early, None
+            self._started.set()
+        if early is not None:
+            self._publish(self._frame(*early))
+        return self
 
     def _read(self) -> None:
         self._stop.wait()

@@ -4,6 +4,7 @@ HTTP API uses. Errors show as one line (``gr.Error``), never a trace."""
 from __future__ import annotations
 
 import functools
+import os
 import secrets
 import time
 from pathlib import Path
@@ -168,7 +169,9 @@ def build(studio: Studio) -> gr.Blocks:
 
 
 def mount(app, studio: Studio):
-    """The UI at ``/`` of ``app``; Gradio's own uploads are held to the video limit."""
+    """The UI at ``/`` of ``app``; Gradio's own uploads are held to the video limit and kept
+    in the studio's folder, removed with it when the server stops."""
+    os.environ["GRADIO_TEMP_DIR"] = str(studio.folder / "gradio")  # read by Gradio as files arrive
     return gr.mount_gradio_app(
         app, build(studio), path="/", max_file_size=studio.limits.video_bytes, show_error=True, footer_links=[]
     )
