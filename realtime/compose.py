@@ -114,8 +114,10 @@ def background_under(frames, original, stylized, mode: str, key_color: tuple[int
 def straight(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Heads pasted over black, with their coverage ``alpha``, as straight (not premultiplied)
     colour: a feathered edge keeps the head's colour instead of fading to a dark fringe."""
-    edge = (alpha > 0) & (alpha < 255)
     out = image.copy()
-    a = alpha[edge].astype(np.float32)[:, None] * (1 / 255)
-    out[edge] = np.clip(image[edge] / a + 0.5, 0, 255).astype(np.uint8)
+    x, y, w, h = cv2.boundingRect(alpha)  # only the heads' box has colour to fix
+    box, cover = out[y : y + h, x : x + w], alpha[y : y + h, x : x + w]
+    edge = (cover > 0) & (cover < 255)
+    a = cover[edge].astype(np.float32)[:, None] * (1 / 255)
+    box[edge] = np.clip(box[edge] / a + 0.5, 0, 255).astype(np.uint8)
     return out

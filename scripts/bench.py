@@ -617,8 +617,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["cpu", "cuda"], help="only this device")
     parser.add_argument(
         "--only",
-        choices=["generator", "video", "live", "soak", "ray", "seams"],
-        help="run one part (the soak, ray and seams run only when asked)",
+        choices=["generator", "video", "live", "soak", "ray", "seams", "web"],
+        help="run one part (the soak, ray, seams and web run only when asked)",
     )
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="how long the soak runs")
     parser.add_argument("--live-seconds", type=float, default=12.0, help="how long to run each live measurement")
@@ -706,6 +706,32 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['x_one_process_elsewhere']:.3f}", f"{r['psnr_vs_one_near_min']:.1f}",
                      f"{r['psnr_vs_one_elsewhere_median']:.1f}")
                     for r in seams["rows"]
+                ],
+            )
+        )
+    if "web" in parts:
+        from web_bench import web_bench
+
+        web = results["web"] = web_bench(
+            args.model_dir, face, assets, Path("bench-results/clips"), args.live_seconds, args.repeat
+        )
+        p, lv, ov, ov480 = web["photo"], web["browser_live"], web["overlay"], web["overlay_480p"]
+        console.print(
+            _table(
+                f"the web paths ({args.model_dir.name} model; server and Chromium on these cores)",
+                ("measure", "value", "target"),
+                [
+                    ("photo: cartoon-image warm, per file", f"{p['cli_ms']:.0f} ms", ""),
+                    ("photo: POST /api/v1/image round trip", f"{p['api_ms']:.0f} ms", ""),
+                    ("photo: API x CLI", f"{p['api_x_cli']:.3f}", "<= 1.2"),
+                    ("browser Live 640x480: fps drawn", f"{lv['fps']:.1f}", ">= 15"),
+                    ("browser Live: latency capture -> drawn (median)", f"{lv['latency_ms_median']:.0f} ms", ""),
+                    ("overlay 720p: frames made per s", f"{ov['stream_fps']:.1f}", ""),
+                    (f"overlay 720p page: frames drawn per s (source {ov['source_fps']:.0f})", f"{ov['page_fps']:.1f}",
+                     ">= 24"),
+                    ("overlay 640x480: frames made per s", f"{ov480['stream_fps']:.1f}", ""),
+                    (f"overlay 640x480 page: frames drawn per s (source {ov480['source_fps']:.0f})",
+                     f"{ov480['page_fps']:.1f}", ">= 24"),
                 ],
             )
         )
