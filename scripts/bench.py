@@ -716,6 +716,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model_dir, face, assets, Path("bench-results/clips"), args.live_seconds, args.repeat
         )
         p, lv, ov, ov480 = web["photo"], web["browser_live"], web["overlay"], web["overlay_480p"]
+        lj, tr = web["browser_live_with_job"], web["transport"]
         console.print(
             _table(
                 f"the web paths ({args.model_dir.name} model; server and Chromium on these cores)",
@@ -726,6 +727,12 @@ def main(argv: list[str] | None = None) -> int:
                     ("photo: API x CLI", f"{p['api_x_cli']:.3f}", "<= 1.2"),
                     ("browser Live 640x480: fps drawn", f"{lv['fps']:.1f}", ">= 15"),
                     ("browser Live: latency capture -> drawn (median)", f"{lv['latency_ms_median']:.0f} ms", ""),
+                    (f"browser Live, a video job running ({lj['job_frames_meanwhile']} job frames): fps drawn",
+                     f"{lj['fps']:.1f}", ">= 15"),
+                    ("browser Live, a video job running: latency (median)", f"{lj['latency_ms_median']:.0f} ms", ""),
+                    ("server codec work per frame, both ways: JPEG (WebSocket)", f"{tr['jpeg_websocket_ms']} ms", ""),
+                    ("... VP8 (WebRTC, aiortc)", f"{tr['vp8_webrtc_ms']} ms", ""),
+                    ("... H.264 (WebRTC, aiortc)", f"{tr['h264_webrtc_ms']} ms", ""),
                     ("overlay 720p: frames made per s", f"{ov['stream_fps']:.1f}", ""),
                     (f"overlay 720p page: frames drawn per s (source {ov['source_fps']:.0f})", f"{ov['page_fps']:.1f}",
                      ">= 24"),

@@ -23,7 +23,7 @@ from realtime.stream import Stream
 from realtime.web import bind, in_background
 from realtime.web.app import create_app
 from realtime.web.live import Channel
-from realtime.web.studio import Studio
+from realtime.web.studio import Look, Studio
 from realtime.web.uploads import Limits
 
 CHROMIUM = "/usr/bin/chromium"
@@ -80,9 +80,12 @@ def _y4m(clip: Path, folder: Path) -> Path:
     return out
 
 
-def browser_live(options: Options, clip: Path, folder: Path, seconds: float, warm: float = 8.0) -> dict:
+def browser_live(
+    options: Options, clip: Path, folder: Path, seconds: float, warm: float = 8.0, job: Path | None = None
+) -> dict:
     """The Live tab's page on Chromium's fake camera (the clip at 640x480): frames drawn per
-    second and the page's own latency (capture to cartoon drawn), sampled each second."""
+    second and the page's own latency (capture to cartoon drawn), sampled each second;
+    ``job``: with this video stylized by the job queue meanwhile (restarted as it ends)."""
     from playwright.sync_api import sync_playwright
 
     camera = _y4m(clip, folder)
@@ -97,18 +100,30 @@ def browser_live(options: Options, clip: Path, folder: Path, seconds: float, war
         page = b.new_context(permissions=["camera"]).new_page()
         page.goto(f"http://127.0.0.1:{port}/live?autostart")
         page.wait_for_function("window.liveStats.frames > 0", timeout=120_000)
+        jobs = []
+
+        def keep_busy() -> None:
+            if job is not None and (not jobs or studio.jobs.state(jobs[-1]).state in ("done", "failed")):
+                copy = studio.folder / f"upload-bench-{len(jobs)}"
+                copy.write_bytes(job.read_bytes())
+                jobs.append(studio.submit_video(copy, job.name, Look()))
+
+        keep_busy()
         time.sleep(warm)
         first = page.evaluate("window.liveStats")
         t0, latencies = time.monotonic(), []
         while time.monotonic() - t0 < seconds:
             time.sleep(1)
+            keep_busy()
             latencies.append(page.evaluate("window.liveStats.latencyMs"))
         last = page.evaluate("window.liveStats")
         elapsed = time.monotonic() - t0
+        frames_done = sum(studio.jobs.state(j).frames_done for j in jobs)
         b.close()
     studio.close()
     return {
         "size": "640x480",
+        "job_frames_meanwhile": frames_done,
         "fps": round((last["frames"] - first["frames"]) / elapsed, 2),
         "sent_fps": round((last["sent"] - first["sent"]) / elapsed, 2),
         "latency_ms_median": round(statistics.median(latencies), 1),
@@ -157,6 +172,47 @@ def overlay(options: Options, clip: Path, seconds: float, warm: float = 6.0) -> 
     }
 
 
+def transport_costs(clip: Path, n: int = 50) -> dict:
+    """The server's codec work per 640x480 frame of the browser Live path, both ways (a
+    camera frame in, a cartoon out): JPEG over a WebSocket, or VP8 / H.264 as WebRTC
+    (aiortc's own encoders and decoders) would spend it."""
+    import fractions
+    import sys
+
+    import av
+    import cv2
+    from aiortc.codecs import get_decoder, get_encoder
+    from aiortc.codecs.h264 import H264PayloadDescriptor
+    from aiortc.codecs.vpx import vp8_depayload
+    from aiortc.jitterbuffer import JitterFrame
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from media import frames_of
+
+    frames = frames_of(clip, n, (640, 480))
+    t = time.perf_counter()
+    for f in frames:
+        cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 80])[1], cv2.IMREAD_COLOR)
+    out = {"jpeg_websocket_ms": round((time.perf_counter() - t) / n * 1000, 2)}
+    h264 = {"packetization-mode": "1", "level-asymmetry-allowed": "1", "profile-level-id": "42e01f"}
+    for name, mime, params, depayload in (
+        ("vp8_webrtc_ms", "video/VP8", {}, vp8_depayload),
+        ("h264_webrtc_ms", "video/H264", h264, lambda p: H264PayloadDescriptor.parse(p)[1]),
+    ):
+        codec = RTCRtpCodecParameters(mimeType=mime, clockRate=90000, payloadType=96, parameters=params)
+        enc, dec, spent = get_encoder(codec), get_decoder(codec), 0.0
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="bgr24").reformat(format="yuv420p")
+            vf.pts, vf.time_base = i * 3600, fractions.Fraction(1, 90000)
+            t = time.perf_counter()
+            payloads, stamp = enc.encode(vf, force_keyframe=i == 0)
+            dec.decode(JitterFrame(data=b"".join(depayload(p) for p in payloads), timestamp=stamp))
+            spent += time.perf_counter() - t
+        out[name] = round(spent / n * 1000, 2)
+    return out
+
+
 def web_bench(model_dir: Path, face_model: Path, assets: Path, folder: Path, seconds: float, repeat: int) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     base = Options(model_dir=model_dir, face_model=face_model, quiet=True)
@@ -168,6 +224,8 @@ def web_bench(model_dir: Path, face_model: Path, assets: Path, folder: Path, sec
     return {
         "photo": photo_round_trip(base, assets / "media/portrait_1024.png", repeat),
         "browser_live": browser_live(base, clip, folder, seconds),
+        "browser_live_with_job": browser_live(base, clip, folder, seconds, job=clip),
+        "transport": transport_costs(clip),
         "overlay": overlay(base, clip, seconds),
         "overlay_480p": overlay(base, small, seconds),
     }

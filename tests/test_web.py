@@ -474,3 +474,29 @@ def test_cartoon_cam_overlay(assets, browser, tmp_path):
         proc.send_signal(2)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err
+
+
+def test_jobs_queue_one_at_a_time_with_a_position(server, short_clip):
+    url, _ = server
+    data = short_clip.read_bytes()
+    jobs = [httpx.post(f"{url}/api/v1/video", files={"file": ("c.mp4", data)}, timeout=60).json()["job"] for _ in "ab"]
+    states = [httpx.get(f"{url}/api/v1/jobs/{j}").json() for j in jobs]
+    assert states[1]["state"] == "queued" and states[1]["position"] == 1  # one job ahead of it
+    assert states[0]["state"] in ("queued", "running") and states[0].get("position", 0) == 0
+    t0 = time.monotonic()
+    while httpx.get(f"{url}/api/v1/jobs/{jobs[1]}").json()["state"] != "done" and time.monotonic() - t0 < 120:
+        st = [httpx.get(f"{url}/api/v1/jobs/{j}").json()["state"] for j in jobs]
+        assert st.count("running") <= 1, st
+        time.sleep(0.2)
+    assert [httpx.get(f"{url}/api/v1/jobs/{j}").json()["state"] for j in jobs] == ["done", "done"]
+
+
+def test_a_bad_live_frame_closes_the_socket_with_one_line(server):
+    from websockets.sync.client import connect
+
+    url, _ = server
+    with connect(url.replace("http", "ws") + "/ws/live") as ws:
+        ws.send((1).to_bytes(4, "big") + b"GIF89a not a jpeg")
+        with pytest.raises(Exception) as closed:
+            ws.recv(timeout=30)
+    assert closed.value.rcvd.code == 1003 and closed.value.rcvd.reason == "a live frame must be a JPEG image"
