@@ -157,7 +157,7 @@ def build(studio: Studio) -> gr.Blocks:
             )
         with gr.Tab("Overlay"):
             gr.Markdown(
-                "Add **/overlay** of this server as an OBS Browser Source (the size of your camera); "
+                "Add **[/overlay](/overlay)** of this server as an OBS Browser Source (the size of your camera); "
                 "it shows the live stream (the Live tab, or `cartoon-cam --overlay`). Changes here apply at once."
             )
             l_style, l_strength, l_background, _, _ = look_controls(with_size=False)
