@@ -21,11 +21,14 @@ def stylize_file(stylizer, src: Path, dst: Path, fmt: str | None, max_pixels: in
     result = stylizer.run(picture.bgr)
     if stylizer.finder is not None and not result.faces:
         lines.append(f"{src.name}: no face found; background only")
-    alpha = picture.alpha if result.alpha is None else result.alpha
-    if result.alpha is not None and output_format(dst, fmt) not in ALPHA_FORMATS:
-        lines.append(f"{dst.name}: JPEG has no transparency; the heads are on black (use .png or .webp)")
+    image, alpha = result.image, picture.alpha
+    if result.alpha is not None:
+        if output_format(dst, fmt) in ALPHA_FORMATS:
+            image, alpha = result.with_alpha()
+        else:
+            lines.append(f"{dst.name}: JPEG has no transparency; the heads are on black (use .png or .webp)")
     with stylizer.stage("encode"):
-        write_image(dst, Picture(result.image, alpha), fmt)
+        write_image(dst, Picture(image, alpha), fmt)
     return lines
 
 

@@ -409,31 +409,6 @@ def _auth(text: str | None) -> tuple[str, str] | None:
     return user, password
 
 
-def _protected(app, auth: tuple[str, str] | None, limits):
-    """The app behind its upload limits and, if asked, a password."""
-    from .web.app import BodyLimit
-    from .web.uploads import over
-
-    mb = 1 << 20
-    batch = limits.image_bytes * limits.batch_files
-    most = max(limits.video_bytes, batch)
-    app = BodyLimit(
-        app,
-        {
-            "/api/v1/image": (limits.image_bytes, over(limits.image_bytes, "--max-image-mb")),
-            "/api/v1/batch": (batch, over(batch, "--max-image-mb or --max-batch-files")),
-            "/api/v1/video": (limits.video_bytes, over(limits.video_bytes, "--max-video-mb")),
-            "/gradio_api/upload": (most, over(most, "--max-video-mb")),
-        },
-        default=(mb, "a request to this path is at most 1 MB"),
-    )
-    if auth:
-        from .web.app import BasicAuth
-
-        app = BasicAuth(app, *auth)
-    return app
-
-
 def web_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cartoon-web",
@@ -454,7 +429,7 @@ def web_main(argv: list[str] | None = None) -> int:
 
         from .options import explicit
         from .web import bind, in_background
-        from .web.app import create_app
+        from .web.app import create_app, guarded
         from .web.studio import Studio
 
         o, given = from_args(args), explicit(args)
@@ -467,10 +442,11 @@ def web_main(argv: list[str] | None = None) -> int:
                 said = f"warning: listening on {args.host}: other machines can reach it{lock}"
                 print(f"{parser.prog}: {said}", file=sys.stderr)
             studio.warm()
-            app = _protected(create_app(studio), auth, studio.limits)
+            app = guarded(create_app(studio), studio.limits, args.host, auth)
             stop = threading.Event()
             with in_background(app, sock), interrupts.running(lambda signum: stop.set()):
                 shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+                shown = f"[{shown}]" if ":" in shown else shown
                 print(f"cartoon-web: open http://{shown}:{args.port}/ (Ctrl-C stops)", flush=True)
                 while not stop.wait(0.5):
                     pass
@@ -486,7 +462,7 @@ def _overlay(stack, args, o, sinks: list):
     stream, and the stream's stylizer one that POST /api/v1/live can restyle."""
     from .options import explicit
     from .web import bind, in_background
-    from .web.app import create_app
+    from .web.app import create_app, guarded
     from .web.live import Channel
     from .web.studio import Studio
 
@@ -494,7 +470,7 @@ def _overlay(stack, args, o, sinks: list):
     studio = Studio(o, _limits(args, o), explicit(args))
     stack.callback(studio.close)
     channel = Channel()
-    stack.enter_context(in_background(_protected(create_app(studio, channel, ui=False), None, studio.limits), sock))
+    stack.enter_context(in_background(guarded(create_app(studio, channel, ui=False), studio.limits, "127.0.0.1"), sock))
     sinks.append(channel)
     return studio.live_restyler(), f"http://127.0.0.1:{args.overlay}/overlay"
 

@@ -43,11 +43,15 @@ def work_shape(h: int, w: int, short_side: int) -> tuple[int, int]:
 @dataclass(frozen=True, eq=False)
 class Result:
     """One stylized still and the faces found in it; ``alpha`` where the heads are, for
-    ``--background transparent``."""
+    ``--background transparent`` (``image`` is then the heads over black: ``with_alpha``)."""
 
     image: np.ndarray
     faces: tuple[Face, ...]
     alpha: np.ndarray | None = None
+
+    def with_alpha(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The picture for a file that keeps alpha: straight colour under the alpha."""
+        return (self.image, None) if self.alpha is None else (straight(self.image, self.alpha), self.alpha)
 
 
 class Stylizer:
@@ -177,8 +181,10 @@ class Stylizer:
             return canvas
 
     def finish(self, scene: Scene, canvas) -> tuple[np.ndarray, np.ndarray | None]:
-        """The composite downloaded, and for ``--background transparent`` its alpha (where the
-        heads are, feathered as pasted) with the colour made straight under it."""
+        """The composite downloaded, and for ``--background transparent`` its alpha (where
+        the heads are, feathered as pasted). The picture stays the heads over black, soft at
+        the edge, for outputs without alpha; one with alpha makes it straight
+        (``compose.straight``)."""
         image = self.frames.download(canvas)
         if self.options.background != "transparent":
             return image, None
@@ -186,8 +192,7 @@ class Stylizer:
             a, f = scene.analysis, self.frames
             cover = f.fill(a.image, (0, 0, 0))
             self._paste(cover, a, {t: f.fill(h, (255, 255, 255)) for t, h in scene.heads.items()}, solid=True)
-            alpha = np.ascontiguousarray(f.download(cover)[..., 0])
-            return straight(image, alpha), alpha
+            return image, np.ascontiguousarray(f.download(cover)[..., 0])
 
     def run(self, bgr: np.ndarray) -> Result:
         """A still through all three stages."""
@@ -196,6 +201,10 @@ class Stylizer:
         scene = Scene(a, stylized.background, stylized.heads)
         image, alpha = self.finish(scene, self.composite(scene))
         return Result(image, a.faces, alpha)
+
+    def view(self) -> Stylizer:
+        """The stylizer to compose one frame with (a ``Restyler`` answers its current one)."""
+        return self
 
     def restyled(self, **look) -> Stylizer:
         """This stylizer with another look (``strength``, ``background``, ``key_color``),

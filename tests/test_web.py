@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import av
+import cv2
 import httpx
 import numpy as np
 import pytest
@@ -23,9 +24,9 @@ from media import timestamps, write_video
 from PIL import Image
 
 from realtime import Options
-from realtime.cli import _protected
+from realtime.errors import InputError
 from realtime.web import bind, in_background
-from realtime.web.app import create_app
+from realtime.web.app import create_app, guarded
 from realtime.web.studio import Studio
 from realtime.web.uploads import Limits
 
@@ -72,7 +73,7 @@ def server(green_options):
     studio = Studio(green_options.replace(precision="fp32"), limits, frozenset({"precision"}))
     studio.warm()
     port = free_port()
-    with in_background(_protected(create_app(studio), None, limits), bind("127.0.0.1", port)):
+    with in_background(guarded(create_app(studio), limits, "127.0.0.1"), bind("127.0.0.1", port)):
         yield f"http://127.0.0.1:{port}", studio
     studio.close()
     assert not studio.folder.exists()  # every upload, result and zip is gone with the server
@@ -256,7 +257,7 @@ def test_live_api_changes_the_look(server):
 def test_auth_and_body_limit_guard_every_path(green_options):
     studio = Studio(green_options, Limits(image_bytes=1 << 20))
     port = free_port()
-    app = _protected(create_app(studio, ui=False), ("me", "secret"), studio.limits)
+    app = guarded(create_app(studio, ui=False), studio.limits, "127.0.0.1", ("me", "secret"))
     try:
         with in_background(app, bind("127.0.0.1", port)):
             url = f"http://127.0.0.1:{port}"
@@ -414,8 +415,7 @@ def test_live_tab_and_overlay_in_the_browser(server, chromium, camera_file):
         frame.locator("#start").click()
         live = next(f for f in page.frames if f.url.endswith("/live"))
         live.wait_for_function("window.liveStats.frames >= 40", timeout=90_000)
-        stats = live.evaluate("window.liveStats")
-        said = live.inner_text("#stats")
+        stats, said = live.evaluate("[window.liveStats, document.getElementById('stats').innerText]")
         assert stats["fps"] > 5 and 0 < stats["latencyMs"] < 2000 and stats["error"] is None
         assert f"fps {stats['fps']:.1f}" in said and "latency" in said  # shown on the page
         rgba = canvas_rgba(live, "#out")
@@ -446,7 +446,7 @@ def test_cartoon_cam_overlay(assets, browser, tmp_path):
     cam = "import sys; from realtime.cli import cam_main; sys.exit(cam_main())"
     args = cli_args(assets, asset(assets, "models/dctnet/green-head"))
     args.remove("--quiet")
-    cmd = [sys.executable, "-c", cam, *args, "--device", str(clip), "--loop", "--virtual", "off"]
+    cmd = [sys.executable, "-c", cam, *args, "--device", str(clip), "--loop", "--virtual", "off", "--precision", "fp32"]
     proc = subprocess.Popen([*cmd, "--overlay", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for line in proc.stdout:
@@ -478,7 +478,10 @@ def test_cartoon_cam_overlay(assets, browser, tmp_path):
 
 def test_jobs_queue_one_at_a_time_with_a_position(server, short_clip):
     url, _ = server
-    data = short_clip.read_bytes()
+    tiny = short_clip.with_name("tiny.mp4")
+    cmd = ["ffmpeg", "-v", "error", "-y", "-i", str(short_clip), "-t", "1", "-vf", "scale=320:180", str(tiny)]
+    subprocess.run(cmd, check=True)
+    data = tiny.read_bytes()
     jobs = [httpx.post(f"{url}/api/v1/video", files={"file": ("c.mp4", data)}, timeout=60).json()["job"] for _ in "ab"]
     states = [httpx.get(f"{url}/api/v1/jobs/{j}").json() for j in jobs]
     assert states[1]["state"] == "queued" and states[1]["position"] == 1  # one job ahead of it
@@ -500,3 +503,98 @@ def test_a_bad_live_frame_closes_the_socket_with_one_line(server):
         with pytest.raises(Exception) as closed:
             ws.recv(timeout=30)
     assert closed.value.rcvd.code == 1003 and closed.value.rcvd.reason == "a live frame must be a JPEG image"
+
+
+def _gradio_call(url: str, api: str, data: list) -> str:
+    """Call a UI handler the way Gradio's client does; the event stream it answers with."""
+    r = httpx.post(f"{url}/gradio_api/call/{api}", json={"data": data}, timeout=30)
+    assert r.status_code == 200, r.text
+    event = r.json()["event_id"]
+    return httpx.get(f"{url}/gradio_api/call/{api}/{event}", timeout=120).text
+
+
+def test_the_ui_takes_no_file_it_was_not_sent(server, assets):
+    """A request naming a file on the server (not one uploaded) is refused: without the
+    check a client could read any picture or video on the server back as a 'cartoon'."""
+    url, _ = server
+    secret = str(asset(assets, "media/portrait_1024.png"))
+    named = {"path": secret, "meta": {"_type": "gradio.FileData"}}
+    answer = _gradio_call(url, "photo", [named, "anime", 0.0, "photo", "original", "same"])
+    assert "event: error" in answer and "event: complete" not in answer
+
+
+def test_other_sites_and_host_names_are_refused(server):
+    from websockets.sync.client import connect
+
+    url, _ = server
+    evil = {"Origin": "http://evil.example"}
+    r = httpx.post(f"{url}/api/v1/live", json={"strength": 0.2}, headers=evil)
+    assert r.status_code == 403 and "another site" in r.json()["error"]
+    assert httpx.get(f"{url}/api/v1/live").json()["strength"] != 0.2
+    r = httpx.get(f"{url}/overlay", headers={"Host": "rebound.example:80"})
+    assert r.status_code == 403 and "127.0.0.1 or localhost" in r.json()["error"]
+    socket = url.replace("http", "ws") + "/ws/overlay"
+    with pytest.raises(Exception) as closed, connect(socket, origin=evil["Origin"]) as ws:
+        ws.recv(timeout=10)
+    assert "403" in str(closed.value) or getattr(getattr(closed.value, "rcvd", None), "code", None) == 1008
+    assert httpx.post(f"{url}/api/v1/live", json={}, headers={"Origin": url}).status_code == 200  # its own pages
+
+
+def test_a_body_without_a_length_is_held_to_the_limit(server):
+    url, studio = server
+
+    def body():
+        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n"
+        for _ in range(6):
+            yield bytes(1 << 20)
+        yield b"\r\n--b--\r\n"
+
+    r = httpx.post(
+        f"{url}/api/v1/image", content=body(), headers={"Content-Type": "multipart/form-data; boundary=b"}, timeout=60
+    )
+    assert r.status_code == 413 and "over the 4 MB limit" in r.json()["error"]
+    assert not list(studio.folder.glob("upload-*"))
+
+
+def test_a_refused_file_is_a_line_of_the_batch_report(server, assets):
+    url, _ = server
+    small = _png_of(Image.open(asset(assets, "media/portrait_1024.png")).convert("RGB").resize((300, 300)))
+    files = [("files", ("ok.png", small)), ("files", ("empty.png", b"")), ("files", ("big.png", bytes(5 << 20)))]
+    r = httpx.post(f"{url}/api/v1/batch", files=files, timeout=60)
+    assert r.status_code == 200, r.text
+    report = json.loads(zipfile.ZipFile(io.BytesIO(r.content)).read("report.json"))
+    assert [e["status"] for e in report] == ["ok", "failed", "failed"]
+    assert "empty" in report[1]["error"] and "over the 4 MB limit" in report[2]["error"]
+
+
+def test_a_concat_list_is_not_a_video(server, short_clip):
+    """FFmpeg would open the files a concat list names (and it has no duration to check)."""
+    from realtime.web.uploads import sniff_video
+
+    url, _ = server
+    listing = f"ffconcat version 1.0\nfile '{short_clip}'\n".encode()
+    r = httpx.post(f"{url}/api/v1/video", files={"file": ("x.mp4", listing)})
+    assert r.status_code == 400 and "x.mp4 is not a video" in r.json()["error"]
+    named = short_clip.with_name("list.ffconcat")  # where FFmpeg takes it for one (a name beside it: "safe")
+    named.write_bytes(f"ffconcat version 1.0\nfile '{short_clip.name}'\n".encode())
+    with pytest.raises(InputError, match="is not a video file"):
+        sniff_video(named, "list.ffconcat", Limits())
+
+
+def test_a_newer_page_takes_the_camera_and_the_older_is_told(server, assets):
+    from websockets.sync.client import connect
+
+    url, _ = server
+    frame = cv2.imencode(".jpg", cv2.resize(cv2.imread(str(asset(assets, "media/portrait_1024.png"))), (480, 480)))[1]
+    message = (1).to_bytes(4, "big") + frame.tobytes()
+    ws_url = url.replace("http", "ws") + "/ws/live"
+    with connect(ws_url) as first:
+        first.send(message)
+        assert first.recv(timeout=60)[:4] == (1).to_bytes(4, "big")  # a cartoon of frame 1
+        with connect(ws_url) as second:
+            second.send(message)
+            with pytest.raises(Exception) as closed:
+                while True:
+                    first.recv(timeout=30)
+            assert closed.value.rcvd.reason == "another page took the camera stream"
+            assert second.recv(timeout=60)[:4] == (1).to_bytes(4, "big")

@@ -86,11 +86,12 @@ class Stream:
             return [st.analyze(frame, tracks, width)]
 
         def compose(scene: Scene) -> list:
-            out = st.composite(scene)
+            view = st.view()  # one look for the whole frame, even if it changes meanwhile
+            out = view.composite(scene)
             if smoother is not None:
                 with st.stage("smooth"):
                     out = smoother(scene.frame.image, out, scene.analysis.image)
-            return [Output(scene.frame, *st.finish(scene, out))]
+            return [Output(scene.frame, *view.finish(scene, out))]
 
         def deliver(out: Output) -> tuple[int, float]:
             frame = out.frame

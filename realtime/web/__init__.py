@@ -49,6 +49,11 @@ def in_background(app, sock: socket.socket):
     thread.start()
     while not srv.started and thread.is_alive():
         time.sleep(0.02)
+    if not srv.started:
+        from ..errors import InputError
+
+        sock.close()
+        raise InputError(f"the web server did not start on {sock.getsockname()[:2]}; see the lines above")
     try:
         yield srv
     finally:

@@ -2,7 +2,9 @@
 WebSockets, and the Gradio UI at ``/`` (built on the same FastAPI app).
 
 Every error is ``{"error": "one line"}`` with a 4xx (5xx only for our own bugs, and then
-without the trace); request bodies are limited before they are read (``BodyLimit``).
+without the trace). ``guarded`` puts the app behind its limits: request bodies limited
+before they are read, requests from other sites (and, on a loopback address, other host
+names: DNS rebinding) refused, and the login when one is asked for.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import secrets
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, File, Form, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
@@ -22,18 +25,25 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 
 from ..errors import CartoonError, InputError
+from .jobs import QueueFull
 from .live import Channel, LiveSession, decode_jpeg
 from .studio import Look, Studio
-from .uploads import TooLarge, receive
+from .uploads import Limits, TooLarge, over, receive
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("cartoon-web")
 MB = 1 << 20
 FRAMING = 64 << 10  # a multipart form's boundaries and fields around the file
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def _header(scope, name: bytes) -> str | None:
+    value = dict(scope.get("headers") or []).get(name)
+    return None if value is None else value.decode("latin-1")
 
 
 class BodyLimit:
@@ -50,60 +60,111 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         path = scope["path"]
         limit, said = next((v for k, v in self.limits.items() if path.startswith(k)), self.default)
-        length = dict(scope.get("headers") or []).get(b"content-length")
+        length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > limit + FRAMING:
             return await error(413, said)(scope, receive, send)
-        seen = 0
+        seen, over_limit, answered = 0, False, False
 
         async def counted():
-            nonlocal seen
+            nonlocal seen, over_limit
+            if over_limit:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > limit + FRAMING:
-                    raise TooLarge(said)
+                if seen > limit + FRAMING:  # a body without a length: stop reading it here
+                    over_limit = True
+                    return {"type": "http.disconnect"}
             return message
 
+        async def sending(message):
+            nonlocal answered
+            if not over_limit:  # once over, the app's own answer (a parse error) is not sent
+                answered = True
+                await send(message)
+
         try:
-            await self.app(scope, counted, send)
-        except TooLarge as e:
-            with contextlib.suppress(RuntimeError):  # unless the answer had begun
-                await error(413, str(e))(scope, receive, send)
+            await self.app(scope, counted, sending)
+        except Exception:
+            if not over_limit:
+                raise
+        if over_limit and not answered:
+            await error(413, said)(scope, receive, send)
 
 
-class BasicAuth:
-    """``--auth user:password``: every path, page and socket asks for it (browsers remember it
-    for the origin; OBS takes http://user:password@host:port/overlay)."""
+class Guard:
+    """Refuses requests a page on another site made through the user's browser (a foreign
+    ``Origin`` on a socket or a form POST: they could watch the camera stream or change it),
+    and, while serving a loopback address, any ``Host`` but a loopback name (DNS rebinding).
+    ``auth``: every path, page and socket asks for this login (browsers remember it for the
+    origin; OBS takes http://user:password@host:port/overlay)."""
 
-    def __init__(self, app, user: str, password: str):
-        self.app = app
-        self.token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    def __init__(self, app, local: bool, auth: tuple[str, str] | None = None):
+        self.app, self.local = app, local
+        self.token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode() if auth else None
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] in ("http", "websocket"):
-            given = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
-            ok = given.startswith("Basic ") and secrets.compare_digest(given[6:].strip(), self.token)
-            if not ok:
-                if scope["type"] == "websocket":
-                    return await send({"type": "websocket.close", "code": 1008})
-                response = error(401, "this server asks for a user and password")
-                response.headers["WWW-Authenticate"] = 'Basic realm="cartoon-web"'
-                return await response(scope, receive, send)
-        return await self.app(scope, receive, send)
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        host = _header(scope, b"host") or ""
+        name = urlsplit(f"//{host}").hostname or ""
+        origin = _header(scope, b"origin")
+        why, status = None, 403
+        if self.local and name not in LOOPBACK:
+            why = f"this server answers to 127.0.0.1 or localhost, not {name or 'no host'}"
+        elif (
+            origin
+            and urlsplit(origin).netloc != host
+            and (scope["type"] == "websocket" or scope.get("method") not in ("GET", "HEAD"))
+        ):
+            why = "requests made by another site's page are refused"
+        if why is None and self.token is not None:
+            given = _header(scope, b"authorization") or ""
+            if not (given.startswith("Basic ") and secrets.compare_digest(given[6:].strip(), self.token)):
+                why, status = "this server asks for a user and password", 401
+        if why is None:
+            return await self.app(scope, receive, send)
+        if scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008, "reason": why})
+        response = error(status, why)
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Basic realm="cartoon-web"'
+        return await response(scope, receive, send)
+
+
+def guarded(app, limits: Limits, host: str, auth: tuple[str, str] | None = None):
+    """``app`` behind its upload limits, the origin and host checks, and the login if asked."""
+    batch = limits.image_bytes * limits.batch_files
+    most = max(limits.video_bytes, batch)
+    app = BodyLimit(
+        app,
+        {
+            "/api/v1/image": (limits.image_bytes, over(limits.image_bytes, "--max-image-mb")),
+            "/api/v1/batch": (batch, over(batch, "--max-image-mb or --max-batch-files")),
+            "/api/v1/video": (limits.video_bytes, over(limits.video_bytes, "--max-video-mb")),
+            "/gradio_api/upload": (most, over(most, "--max-video-mb")),
+        },
+        default=(MB, "a request to this path is at most 1 MB"),
+    )
+    return Guard(app, host in LOOPBACK, auth)
 
 
 def create_app(studio: Studio, channel: Channel | None = None, ui: bool = True) -> FastAPI:
-    """The app for ``cartoon-web`` (``ui``: with the Gradio UI), or, with ``ui`` False, the
-    overlay server of ``cartoon-cam --overlay`` (its stream publishes into ``channel``)."""
+    """The app for ``cartoon-web`` (``ui``: with the Gradio UI, the photo, batch and video
+    API and the browser camera), or, with ``ui`` False, the overlay server of
+    ``cartoon-cam --overlay``: the page, its socket and the live look (its stream publishes
+    into ``channel``)."""
     app = FastAPI(title="cartoon-cam", docs_url=None, redoc_url=None, openapi_url=None)
     channel = channel or Channel()
     app.state.studio, app.state.channel = studio, channel
-    session: dict[str, LiveSession | None] = {"live": None}
-    limits = studio.limits
 
     @app.exception_handler(TooLarge)
     async def _too_large(request: Request, e: TooLarge):
         return error(413, str(e))
+
+    @app.exception_handler(QueueFull)
+    async def _busy(request: Request, e: QueueFull):
+        return error(429, str(e))
 
     @app.exception_handler(CartoonError)
     async def _cartoon(request: Request, e: CartoonError):
@@ -124,22 +185,70 @@ def create_app(studio: Studio, channel: Channel | None = None, ui: bool = True) 
         log.exception("request failed")  # the trace stays in the server's log
         return error(500, f"internal error ({type(e).__name__}); the server's log has the details")
 
-    # ---- pages ---------------------------------------------------------------------------------
     @app.get("/overlay", response_class=HTMLResponse)
     async def overlay_page():
         return HTMLResponse((STATIC / "overlay.html").read_text())
-
-    @app.get("/live", response_class=HTMLResponse)
-    async def live_page():
-        return HTMLResponse((STATIC / "live.html").read_text())
 
     @app.get("/frames.js")
     async def frames_script():
         return Response((STATIC / "frames.js").read_text(), media_type="text/javascript")
 
-    # ---- the API -------------------------------------------------------------------------------
+    @app.get("/api/v1/live")
+    async def live_state():
+        r, o = studio.restyler, studio.options
+        now = r.look() if r is not None else {"style": o.style, "strength": o.strength, "background": o.background}
+        return {**now, "frames": channel.published}
+
+    @app.post("/api/v1/live")
+    async def live_set(request: Request):
+        kind = request.headers.get("content-type", "")
+        try:
+            body = await request.json() if "json" in kind else dict(await request.form())
+        except ValueError:
+            raise InputError('send JSON like {"style": "anime", "strength": 0.8, "background": "blur"}') from None
+        if not isinstance(body, dict) or set(body) - {"style", "strength", "background"}:
+            raise InputError("POST /api/v1/live takes style, strength and background only")
+        strength = body.get("strength")
+        try:
+            strength = None if strength in (None, "") else float(strength)
+        except (TypeError, ValueError):
+            raise InputError(f"strength must be a number between 0 and 1, got {strength!r}") from None
+        return await asyncio.to_thread(
+            studio.set_live, body.get("style") or None, strength, body.get("background") or None
+        )
+
+    @app.websocket("/ws/overlay")
+    async def overlay_socket(ws: WebSocket):
+        """Each newest frame of the live stream (``live.encode``)."""
+        await ws.accept()
+        await _until_gone(ws, _push(ws, channel))
+
+    if ui:
+        _add_studio_routes(app, studio, channel)
+
+    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    async def _unknown(rest: str):
+        return error(404, f"no /api/{rest}; see the README's HTTP API section")
+
+    if ui:
+        from .ui import mount
+
+        app = mount(app, studio)
+    return app
+
+
+def _add_studio_routes(app: FastAPI, studio: Studio, channel: Channel) -> None:
+    """The web app's own routes: photos, batches, video jobs, the browser camera."""
+    limits = studio.limits
+    live_lock = asyncio.Lock()
+    current: dict = {"live": None, "socket": None}
+
     def look(style, strength, size, format, background) -> Look:
         return Look(style or None, strength, size or "original", format or None, background or None)
+
+    @app.get("/live", response_class=HTMLResponse)
+    async def live_page():
+        return HTMLResponse((STATIC / "live.html").read_text())
 
     @app.post("/api/v1/image")
     async def image(
@@ -157,8 +266,8 @@ def create_app(studio: Studio, channel: Channel | None = None, ui: bool = True) 
         finally:
             path.unlink(missing_ok=True)
         headers = {"X-Faces": str(photo.faces)}
-        if photo.notes:
-            headers["X-Notes"] = "; ".join(photo.notes).encode("ascii", "replace").decode()
+        if photo.notes:  # a header carries printable ASCII only
+            headers["X-Notes"] = "".join(c if " " <= c <= "~" else "?" for c in "; ".join(photo.notes))
         return Response(photo.data, media_type=photo.media_type, headers=headers)
 
     @app.post("/api/v1/batch")
@@ -172,14 +281,19 @@ def create_app(studio: Studio, channel: Channel | None = None, ui: bool = True) 
     ):
         if len(files) > limits.batch_files:
             raise InputError(f"{len(files)} files is over the {limits.batch_files}-file limit of a batch")
-        paths = []
+        items: list = []
         try:
-            for f in files:
-                paths.append((await receive(f, studio.folder, limits.image_bytes, "--max-image-mb"), f.filename or ""))
-            zip_path, _ = await asyncio.to_thread(studio.batch, paths, look(style, strength, size, format, background))
+            for f in files:  # one refused file is a line of the report, not the end of the batch
+                try:
+                    got = await receive(f, studio.folder, limits.image_bytes, "--max-image-mb")
+                except CartoonError as e:
+                    got = e
+                items.append((got, f.filename or ""))
+            zip_path, _ = await asyncio.to_thread(studio.batch, items, look(style, strength, size, format, background))
         finally:
-            for p, _ in paths:
-                p.unlink(missing_ok=True)
+            for p, _ in items:
+                if isinstance(p, Path):
+                    p.unlink(missing_ok=True)
         return FileResponse(
             zip_path,
             media_type="application/zip",
@@ -222,53 +336,12 @@ def create_app(studio: Studio, channel: Channel | None = None, ui: bool = True) 
             return error(409, why)
         return FileResponse(found[0], media_type="video/mp4", filename=found[1])
 
-    @app.get("/api/v1/live")
-    async def live_state():
-        r = studio.restyler
-        now = (
-            r.look()
-            if r is not None
-            else {
-                "style": studio.options.style,
-                "strength": studio.options.strength,
-                "background": studio.options.background,
-            }
-        )
-        return {**now, "frames": channel.published}
-
-    @app.post("/api/v1/live")
-    async def live_set(request: Request):
-        kind = request.headers.get("content-type", "")
-        try:
-            body = await request.json() if "json" in kind else dict(await request.form())
-        except ValueError:
-            raise InputError('send JSON like {"style": "anime", "strength": 0.8, "background": "blur"}') from None
-        if not isinstance(body, dict) or set(body) - {"style", "strength", "background"}:
-            raise InputError("POST /api/v1/live takes style, strength and background only")
-        strength = body.get("strength")
-        try:
-            strength = None if strength in (None, "") else float(strength)
-        except (TypeError, ValueError):
-            raise InputError(f"strength must be a number between 0 and 1, got {strength!r}") from None
-        return await asyncio.to_thread(
-            studio.set_live, body.get("style") or None, strength, body.get("background") or None
-        )
-
-    # ---- sockets -------------------------------------------------------------------------------
-    @app.websocket("/ws/overlay")
-    async def overlay_socket(ws: WebSocket):
-        """Each newest frame, as PNG with alpha (or JPEG on a filled background)."""
-        await ws.accept()
-        await _push(ws, channel)
-
     @app.websocket("/ws/live")
     async def live_socket(ws: WebSocket):
         """A browser camera: binary messages are [4-byte frame number][JPEG]; each cartoon
-        comes back the same way (the number of the frame it was made from)."""
+        comes back the same way (the number of the frame it was made from). One camera at a
+        time: a newer page takes over, and the older one is told so."""
         await ws.accept()
-        if not ui:
-            await ws.close(1008, "this server shows a camera's stream; it takes none")
-            return
         live: LiveSession | None = None
         sender = None
         try:
@@ -278,14 +351,19 @@ def create_app(studio: Studio, channel: Channel | None = None, ui: bool = True) 
                 if len(data) > 4 * MB:
                     raise InputError("a live frame is over 4 MB")
                 index = int.from_bytes(data[:4], "big")
-                image = await asyncio.to_thread(decode_jpeg, data[4:], 1920 * 1080)
+                image = await asyncio.to_thread(decode_jpeg, data[4:])
                 if live is None:
-                    if session["live"] is not None:  # one camera at a time: the newest page takes over
-                        await asyncio.to_thread(session["live"].close)
-                    live = session["live"] = await asyncio.to_thread(LiveSession, restyler, image, [channel])
+                    async with live_lock:
+                        old, old_socket = current["live"], current["socket"]
+                        if old is not None:
+                            with contextlib.suppress(Exception):
+                                await old_socket.close(1000, "another page took the camera stream")
+                            await asyncio.to_thread(old.close)
+                        live = await asyncio.to_thread(LiveSession, restyler, image, channel)
+                        current.update(live=live, socket=ws)
                     sender = asyncio.create_task(_push(ws, channel, numbered=True, session=live))
                 live.push(image, index)
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, RuntimeError):
             pass
         except CartoonError as e:
             with contextlib.suppress(Exception):
@@ -294,27 +372,37 @@ def create_app(studio: Studio, channel: Channel | None = None, ui: bool = True) 
             if sender is not None:
                 sender.cancel()
             if live is not None:
-                if session["live"] is live:
-                    session["live"] = None
+                if current["live"] is live:
+                    current.update(live=None, socket=None)
                 await asyncio.to_thread(live.close)
 
-    if ui:
-        from .ui import mount
 
-        app = mount(app, studio)
-    return app
+async def _until_gone(ws: WebSocket, work) -> None:
+    """Run ``work`` until it ends or the client goes (noticed even while nothing is sent)."""
+    task = asyncio.ensure_future(work)
+
+    async def listen():
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            while True:
+                await ws.receive()
+
+    listener = asyncio.ensure_future(listen())
+    await asyncio.wait([task, listener], return_when=asyncio.FIRST_COMPLETED)
+    for t in (task, listener):
+        t.cancel()
 
 
-async def _push(ws: WebSocket, channel: Channel, numbered: bool = False, session=None) -> None:
+async def _push(ws: WebSocket, channel: Channel, numbered: bool = False, session: LiveSession | None = None) -> None:
     """Send the channel's newest frame each time there is one (frames made while the last
-    was sending are skipped: the page always shows the newest)."""
+    was sending are skipped: the page always shows the newest). A live page is told why
+    when its stream ends."""
     last = 0
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, asyncio.CancelledError):
         while True:
             got = await channel.next(last)
             if got is None:
-                if session is not None and session.error:
-                    await ws.close(1011, session.error[:120])
+                if session is not None and not session.alive:
+                    await ws.close(1011, (session.error or "the live stream ended")[:120])
                     return
                 continue
             last, out = got

@@ -16,8 +16,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import CartoonError
+from ..errors import CartoonError, InputError
 from ..options import Options
+
+
+class QueueFull(InputError):
+    """Too many jobs waiting: the server answers 429."""
 
 
 @dataclass(frozen=True)
@@ -57,13 +61,14 @@ class Job:
     name: str  # what the download is called (from a cleaned client name)
     options: Options
     frames_total: int
+    max_seconds: float  # the duration limit, held to while decoding (a header can lie)
 
 
 class Jobs:
     """The video queue. ``submit`` returns an id; ``state`` and ``result`` answer for it."""
 
-    def __init__(self, folder: Path, keep: float = 3600.0, niceness: int = 10):
-        self.folder, self.keep, self.niceness = folder, keep, niceness
+    def __init__(self, folder: Path, keep: float = 3600.0, niceness: int = 10, max_waiting: int = 20):
+        self.folder, self.keep, self.niceness, self.max_waiting = folder, keep, niceness, max_waiting
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
@@ -73,11 +78,15 @@ class Jobs:
         self._thread = threading.Thread(target=self._work, name="video-jobs", daemon=True)
         self._thread.start()
 
-    def submit(self, upload: Path, name: str, options: Options, frames_total: int) -> str:
+    def submit(self, upload: Path, name: str, options: Options, frames_total: int, max_seconds: float) -> str:
+        with self._lock:
+            waiting = sum(st.state == "queued" for st in self._states.values())
+        if waiting >= self.max_waiting:
+            raise QueueFull(f"{waiting} videos are waiting already; try again when some are done")
         job_id = secrets.token_hex(8)
         folder = self.folder / job_id
         folder.mkdir()
-        job = Job(job_id, upload, folder / name, name, options, frames_total)
+        job = Job(job_id, upload, folder / name, name, options, frames_total, max_seconds)
         with self._lock:
             self._jobs[job_id] = job
             self._order.append(job_id)
@@ -133,8 +142,14 @@ class Jobs:
         from ..stream.live import _lower_priority
 
         _lower_priority(self.niceness)  # a job waits; a live frame would be dropped
-        while (job := self._queue.get()) is not None:
-            if self._cancel.is_set():
+        while True:
+            try:
+                job = self._queue.get(timeout=60)
+            except queue.Empty:
+                with self._lock:
+                    self._expire()  # results nobody asks for go too
+                continue
+            if job is None or self._cancel.is_set():
                 break
             self._set(job.id, state="running")
             try:
@@ -153,7 +168,6 @@ class Jobs:
 def run_video(job: Job, report, cancel: threading.Event) -> list[str]:
     """The clip through a file stream into ``job.result`` (audio and timestamps kept, as
     ``cartoon-video``); ``report(id, **state)`` gets the progress."""
-    from ..errors import InputError
     from ..pipeline import Stylizer
     from ..sinks import VideoFileSink
     from ..sources import FileSource
@@ -167,6 +181,8 @@ def run_video(job: Job, report, cancel: threading.Event) -> list[str]:
         done += 1
         if cancel.is_set():
             raise InputError("the server is stopping")
+        if frame.seconds > job.max_seconds + 1:
+            raise InputError(f"the video runs past the {job.max_seconds:.0f} s limit its header promised to keep")
         if done % 5 == 0 or done == job.frames_total:
             total = max(job.frames_total, done)
             rate = done / max(time.monotonic() - t0, 1e-6)

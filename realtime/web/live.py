@@ -12,6 +12,7 @@ is always composed by one consistent stylizer.
 from __future__ import annotations
 
 import asyncio
+import io
 import struct
 import threading
 import time
@@ -20,6 +21,7 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
+from ..compose import straight
 from ..errors import InputError
 from ..options import Options
 from ..records import Frame, Output
@@ -39,6 +41,7 @@ class PushSource(LiveSource):
         self._t0 = time.monotonic()
         self.first = self._frame(first, -1)
         self._early: tuple[np.ndarray, int] | None = None
+        self.idle_ended = False
         self._thread.start()
 
     def _frame(self, image: np.ndarray, index: int) -> Frame:
@@ -72,6 +75,7 @@ class PushSource(LiveSource):
         try:
             return super().latest(self.idle)
         except InputError:
+            self.idle_ended = True
             return None
 
     def end(self) -> None:
@@ -94,13 +98,13 @@ class Restyler:
         self._lock = threading.Lock()
         self._bases = {options.style: self._make(options)}
         self._current = self._bases[options.style].restyled(**{k: getattr(options, k) for k in LOOK})
-        self.options_changed = 0
 
     def __getattr__(self, name):
         return getattr(self._current, name)
 
-    @property
-    def current(self):
+    def view(self):
+        """The stylizer of this moment: a stream takes it once per frame, so one frame is
+        never composed half in one look and half in the next."""
         return self._current
 
     def look(self) -> dict:
@@ -123,7 +127,6 @@ class Restyler:
             if base is None:
                 base = self._bases[o.style] = self._make(o)
             self._current = base.restyled(strength=o.strength, background=o.background)
-            self.options_changed += 1
             return self.look()
 
     def close(self) -> None:
@@ -159,7 +162,14 @@ class Channel:
         self.take(Output(frame, image))
 
     def close(self, complete: bool = True) -> None:
-        pass
+        """The stream ended: the pages are cleared, not left on its last frame (the next
+        stream, maybe another person's camera, starts from nothing)."""
+        with self._lock:
+            last = self._latest
+        if last is not None:
+            image = last[1].image
+            blank = np.zeros(image.shape[:2], np.uint8)
+            self.take(Output(last[1].frame, np.zeros_like(image), blank))
 
     async def next(self, after: int, timeout: float = 1.0) -> tuple[int, Output] | None:
         """The newest output after number ``after``; None if none comes within ``timeout``."""
@@ -171,7 +181,7 @@ class Channel:
             self._waiters.add(waiter)
         try:
             await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             return None
         finally:
             with self._lock:
@@ -201,7 +211,8 @@ def encode(out: Output) -> bytes:
     h, w = out.image.shape[:2]
     if out.alpha is not None:
         x, y, bw, bh = cv2.boundingRect(out.alpha)
-        box = np.dstack([out.image[y : y + bh, x : x + bw, ::-1], out.alpha[y : y + bh, x : x + bw]])
+        cover = out.alpha[y : y + bh, x : x + bw]
+        box = np.dstack([straight(out.image[y : y + bh, x : x + bw], cover)[..., ::-1], cover])
         return b"R" + struct.pack(">6H", w, h, x, y, bw, bh) + box.tobytes()
     ok, buf = cv2.imencode(".jpg", out.image, [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
@@ -209,16 +220,23 @@ def encode(out: Output) -> bytes:
     return b"J" + struct.pack(">6H", w, h, 0, 0, w, h) + buf.tobytes()
 
 
-def decode_jpeg(data: bytes, max_pixels: int) -> np.ndarray:
-    """A client's camera frame; a one-line refusal for anything else or anything too big."""
-    arr = np.frombuffer(data, np.uint8)
-    if len(arr) < 4 or arr[0] != 0xFF or arr[1] != 0xD8:
+def decode_jpeg(data: bytes, max_pixels: int = 1920 * 1080) -> np.ndarray:
+    """A client's camera frame; a one-line refusal for anything else or anything too big
+    (the size is read from the header before a pixel is decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) < 4 or data[:2] != b"\xff\xd8":
         raise InputError("a live frame must be a JPEG image")
-    image = cv2.imdecode(arr, cv2.IMREAD_COLOR)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError):
+        raise InputError("a live frame could not be decoded") from None
+    if w * h > max_pixels:
+        raise InputError(f"a live frame of {w}x{h} is too large; send 1920x1080 or less")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise InputError("a live frame could not be decoded")
-    if image.shape[0] * image.shape[1] > max_pixels:
-        raise InputError("a live frame is too large; send 1280x720 or less")
     return image
 
 
@@ -226,22 +244,29 @@ class LiveSession:
     """One browser camera's stream: frames pushed in, run through the live stream on a
     thread of its own, cartoons out to the ``channel`` (and the overlay's)."""
 
-    def __init__(self, restyler: Restyler, first: np.ndarray, outputs: list):
+    def __init__(self, restyler: Restyler, first: np.ndarray, channel: Channel):
         from ..stream import Stream
 
         self.source = PushSource(first)
-        self.stats = None
         self.error: str | None = None
         self._stream = Stream(restyler)
-        self._outputs = outputs
+        self._channel = channel
         self._thread = threading.Thread(target=self._run, name="web-live", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            self.stats = self._stream.run(self.source, self._outputs)
+            self._stream.run(self.source, [self._channel])
+            if self.source.idle_ended:
+                self.error = f"no frame came for {self.source.idle:.0f} s; start the camera again"
         except Exception as e:  # said to the page, never raised into the server
             self.error = f"the live stream stopped: {e}"
+        finally:
+            self._channel.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def push(self, image: np.ndarray, index: int) -> None:
         self.source.push(image, index)

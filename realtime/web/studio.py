@@ -4,10 +4,12 @@ loaded once and shared through ``Stylizer.restyled`` views."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,7 +113,10 @@ class Studio:
         """One uploaded image to its cartoon, as file bytes."""
         look = look.checked(self)
         kind = sniff_image(path, shown, self.limits)
-        picture = read_image(path, self.limits.pixels)
+        try:
+            picture = read_image(path, self.limits.pixels)
+        except CartoonError as e:  # said with the client's name for it, never our temporary path
+            raise InputError(str(e).replace(str(path), shown)) from None
         bgr, alpha = picture.bgr, picture.alpha
         h, w = bgr.shape[:2]
         short = None if look.size == "original" else int(look.size)
@@ -120,19 +125,27 @@ class Studio:
         with self._engine_lock:
             view = self._stylizer(look.style).restyled(strength=look.strength, background=look.background)
             result = view.run(bgr)
-        image, alpha = result.image, result.alpha if result.alpha is not None else alpha
+        fmt = look.format or kind
+        image = result.image
+        if result.alpha is not None and fmt != "jpg":
+            image, alpha = result.with_alpha()
         if short and short > min(h, w):
             image, alpha = _resized(image, short), None if alpha is None else _resized(alpha, short)
-        fmt = look.format or kind
         notes = [] if result.faces or view.finder is None else [f"{shown}: no face found; background only"]
         if result.alpha is not None and fmt == "jpg":
             notes.append("JPEG has no transparency; the heads are on black (choose png or webp)")
         data = encode_image(Picture(image, alpha), FORMATS[fmt], quality=92)
         return Photo(data, fmt, len(result.faces), tuple(notes))
 
-    def batch(self, files: list[tuple[Path, str]], look: Look, progress: Callable[[int, int], None] | None = None):
-        """Every image to its cartoon in one zip with ``report.json``; a bad file is reported
-        and the others go on. Returns (zip path, report)."""
+    def batch(
+        self,
+        files: list[tuple[Path | CartoonError, str]],
+        look: Look,
+        progress: Callable[[int, int], None] | None = None,
+    ):
+        """Every image to its cartoon in one zip with ``report.json``; a bad file (or one
+        refused as it arrived: an error in place of its path) is reported and the others go
+        on. Returns (zip path, report)."""
         look = look.checked(self)
         if not files:
             raise InputError("no files in the batch; upload one or more images")
@@ -144,6 +157,8 @@ class Studio:
             for i, (path, shown) in enumerate(files):
                 entry = {"input": shown, "output": None, "status": "ok", "error": None}
                 try:
+                    if isinstance(path, CartoonError):
+                        raise path
                     photo = self.photo(path, shown, look)
                     stem = clean_stem(shown, f"image{i + 1}")
                     out = f"{stem}.{photo.format}"
@@ -166,14 +181,24 @@ class Studio:
             zf.writestr("report.json", json.dumps(report, indent=1))
         return Path(name), report
 
+    def sweep(self, age: float = 3600.0) -> None:
+        """Remove zips and UI results older than ``age`` seconds (the UI and the API have
+        handed them over by then; Gradio keeps its own copies for its own time)."""
+        now = time.time()
+        for path in [*self.folder.glob("batch-*.zip"), *(self.folder / "ui").glob("*")]:
+            with contextlib.suppress(OSError):
+                if now - path.stat().st_mtime > age:
+                    path.unlink()
+
     # ---- video -------------------------------------------------------------------------------
     def submit_video(self, path: Path, shown: str, look: Look) -> str:
         look = look.checked(self)
         frames, _ = sniff_video(path, shown, self.limits)
+        self.sweep()
         o = self.options.replace(style=look.style, strength=look.strength, background=look.background, quiet=True)
         o, _ = in_mode(o, MODES["file"], self.given)
         name = clean_stem(shown, "video") + "-cartoon.mp4"
-        return self.jobs.submit(path, name, o, frames)
+        return self.jobs.submit(path, name, o, frames, self.limits.video_seconds)
 
     # ---- live --------------------------------------------------------------------------------
     def live_restyler(self):

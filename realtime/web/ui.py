@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+import shutil
 import time
 from pathlib import Path
 
@@ -15,8 +16,6 @@ from ..compose import BACKGROUNDS
 from ..errors import CartoonError
 from .studio import SIZES, Look, Studio
 from .uploads import check_size
-
-IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp"]
 
 
 def _said(fn):
@@ -58,6 +57,7 @@ def build(studio: Studio) -> gr.Blocks:
         return style, strength, background, size, fmt
 
     def outfile(data: bytes, ext: str) -> str:
+        studio.sweep()
         folder = studio.folder / "ui"
         folder.mkdir(exist_ok=True)
         path = folder / f"{secrets.token_hex(6)}.{ext}"
@@ -80,9 +80,12 @@ def build(studio: Studio) -> gr.Blocks:
         if not paths:
             raise gr.Error("upload one or more images first")
         files = []
-        for p in paths:
-            check_size(Path(p), studio.limits.image_bytes, "--max-image-mb")
-            files.append((Path(p), _name(p)))
+        for p in paths:  # one file over the limit is a line of the report, not the end of the batch
+            try:
+                check_size(Path(p), studio.limits.image_bytes, "--max-image-mb")
+                files.append((Path(p), _name(p)))
+            except CartoonError as e:
+                files.append((e, _name(p)))
         progress(0, desc="starting")
         zip_path, report = studio.batch(
             files,
@@ -100,8 +103,12 @@ def build(studio: Studio) -> gr.Blocks:
         check_size(Path(path), studio.limits.video_bytes, "--max-video-mb")
         # the job owns (and removes) its upload: it gets a copy, Gradio keeps its own file
         copy = studio.folder / f"upload-{secrets.token_hex(6)}"
-        copy.write_bytes(Path(path).read_bytes())
-        job = studio.submit_video(copy, _name(path), Look(style, strength, None, None, background))
+        shutil.copyfile(path, copy)
+        try:
+            job = studio.submit_video(copy, _name(path), Look(style, strength, None, None, background))
+        except BaseException:
+            copy.unlink(missing_ok=True)
+            raise
         while True:
             st = studio.jobs.state(job)
             if st is None or st.state in ("done", "failed"):
@@ -127,14 +134,16 @@ def build(studio: Studio) -> gr.Blocks:
         gr.Markdown("# cartoon-cam\nYour photos, videos and camera as a DCT-Net cartoon.")
         with gr.Tab("Photo"):
             with gr.Row():
-                p_in = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"], elem_id="photo-in")
+                p_in = gr.Image(  # image_mode None: the file as uploaded, never decoded before our checks
+                    type="filepath", image_mode=None, label="Photo", sources=["upload", "clipboard"], elem_id="photo-in"
+                )
                 p_out = gr.Image(type="filepath", label="Cartoon", interactive=False, elem_id="photo-out")
             p_look = look_controls()
             p_go = gr.Button("Cartoonize", variant="primary", elem_id="photo-go")
             p_said = gr.Markdown(elem_id="photo-said")
             p_go.click(photo, [p_in, *p_look], [p_out, p_said])
         with gr.Tab("Batch"):
-            b_in = gr.File(file_count="multiple", file_types=IMAGE_TYPES, label="Images", elem_id="batch-in")
+            b_in = gr.File(file_count="multiple", label="Images (PNG, JPEG, WebP)", elem_id="batch-in")
             b_look = look_controls()
             b_go = gr.Button("Cartoonize all", variant="primary", elem_id="batch-go")
             b_said = gr.Markdown(elem_id="batch-said")
@@ -143,7 +152,7 @@ def build(studio: Studio) -> gr.Blocks:
             b_go.click(batch, [b_in, *b_look], [b_zip, b_table, b_said])
         with gr.Tab("Video"):
             with gr.Row():
-                v_in = gr.File(file_types=["video"], label="Clip", elem_id="video-in")
+                v_in = gr.File(label="Clip (MP4, MOV, MKV, WebM...)", elem_id="video-in")
                 v_out = gr.Video(label="Cartoon", interactive=False, elem_id="video-out")
             v_look = look_controls(with_size=False)
             v_go = gr.Button("Cartoonize video", variant="primary", elem_id="video-go")
@@ -158,7 +167,8 @@ def build(studio: Studio) -> gr.Blocks:
         with gr.Tab("Overlay"):
             gr.Markdown(
                 "Add **[/overlay](/overlay)** of this server as an OBS Browser Source (the size of your camera); "
-                "it shows the live stream (the Live tab, or `cartoon-cam --overlay`). Changes here apply at once."
+                "it shows this server's live stream (the Live tab). Changes here apply at once. "
+                "(`cartoon-cam --overlay` serves its own page and takes `POST /api/v1/live` on its own port.)"
             )
             l_style, l_strength, l_background, _, _ = look_controls(with_size=False)
             l_heads = gr.Checkbox(value=True, label="Heads only, on a transparent page", elem_id="overlay-heads")
@@ -172,6 +182,12 @@ def mount(app, studio: Studio):
     """The UI at ``/`` of ``app``; Gradio's own uploads are held to the video limit and kept
     in the studio's folder, removed with it when the server stops."""
     os.environ["GRADIO_TEMP_DIR"] = str(studio.folder / "gradio")  # read by Gradio as files arrive
-    return gr.mount_gradio_app(
-        app, build(studio), path="/", max_file_size=studio.limits.video_bytes, show_error=True, footer_links=[]
+    blocks = build(studio)
+    app = gr.mount_gradio_app(
+        app, blocks, path="/", max_file_size=studio.limits.video_bytes, show_error=True, footer_links=[]
     )
+    # Gradio checks that a file named in a request is one uploaded to it only once
+    # ``launch()`` has run, which a mounted app never calls: without this a request could
+    # name any file on the server.
+    blocks.has_launched = True
+    return app

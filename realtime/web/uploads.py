@@ -82,21 +82,30 @@ def sniff_image(path: Path, shown: str, limits: Limits) -> str:
     return IMAGE_TYPES[kind]
 
 
+# Containers a video upload may be (FFmpeg's demuxer names): no playlists or concat lists,
+# which would make FFmpeg open other files.
+VIDEO_FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "flv", "ogg", "asf"}
+
+
 def sniff_video(path: Path, shown: str, limits: Limits) -> tuple[int, float]:
     """(frame count estimate, seconds) of an uploaded video, or a one-line refusal."""
     import av
 
     try:
         with av.open(str(path)) as c:
+            if c.format.name not in VIDEO_FORMATS:
+                if c.format.name.endswith("_pipe") or c.format.name == "image2":
+                    raise InputError(f"{shown} is a still image; the Photo tab (POST /api/v1/image) takes it")
+                raise InputError(f"{shown} is not a video file (MP4, MOV, MKV, WebM, AVI...)")
             if not c.streams.video:
                 raise InputError(f"{shown} has no video track; upload a video file")
-            if c.format.name.endswith("_pipe") or c.format.name == "image2":
-                raise InputError(f"{shown} is a still image; the Photo tab (POST /api/v1/image) takes it")
             v = c.streams.video[0]
             seconds = float(c.duration / av.time_base) if c.duration else float((v.duration or 0) * (v.time_base or 0))
             fps = float(v.average_rate or 25)
     except av.FFmpegError:
         raise InputError(f"{shown} is not a video FFmpeg can read") from None
+    if seconds <= 0:
+        raise InputError(f"{shown} does not say how long it is; remux it (ffmpeg -i IN -c copy OUT.mp4)")
     if seconds > limits.video_seconds:
         raise TooLarge(
             f"{shown} lasts {seconds:.0f} s, over the {limits.video_seconds:.0f} s limit; "
