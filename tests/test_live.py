@@ -238,8 +238,9 @@ def test_every_head_sits_on_its_own_face_live(assets, tmp_path, monkeypatch):
             continue  # the recording ended before her head could have come
         first = next((a for a, h in mine if h == "own"), None)
         assert first is not None, f"her head never came in appearance {k}"
-        # within her appearance: about two engine runs after she walked in (0.6-1.4 s on 2 busy cores)
-        assert first / fps - k * period <= 1.4
+        # within her appearance (1.5 s): about two engine runs after she walked in, 0.6-1.46 s on
+        # 2 busy cores (1.42-1.46 s on the slower VM of 2026-11-30, the code of cb5b878 included)
+        assert first / fps - k * period < period
         after = [h for a, h in mine if a >= first]
         assert after.count("own") >= 0.9 * len(after)
         checked += 1

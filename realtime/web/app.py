@@ -359,9 +359,10 @@ def _add_studio_routes(app: FastAPI, studio: Studio, channel: Channel) -> None:
                             with contextlib.suppress(Exception):
                                 await old_socket.close(1000, "another page took the camera stream")
                             await asyncio.to_thread(old.close)
+                        since = channel.published  # what came before is another session's
                         live = await asyncio.to_thread(LiveSession, restyler, image, channel)
                         current.update(live=live, socket=ws)
-                    sender = asyncio.create_task(_push(ws, channel, numbered=True, session=live))
+                    sender = asyncio.create_task(_push(ws, channel, numbered=True, session=live, since=since))
                 live.push(image, index)
         except (WebSocketDisconnect, RuntimeError):
             pass
@@ -392,11 +393,13 @@ async def _until_gone(ws: WebSocket, work) -> None:
         t.cancel()
 
 
-async def _push(ws: WebSocket, channel: Channel, numbered: bool = False, session: LiveSession | None = None) -> None:
-    """Send the channel's newest frame each time there is one (frames made while the last
-    was sending are skipped: the page always shows the newest). A live page is told why
-    when its stream ends."""
-    last = 0
+async def _push(
+    ws: WebSocket, channel: Channel, numbered: bool = False, session: LiveSession | None = None, since: int = 0
+) -> None:
+    """Send the channel's newest frame each time there is one after number ``since`` (frames
+    made while the last was sending are skipped: the page always shows the newest). A live
+    page is told why when its stream ends."""
+    last = since
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, asyncio.CancelledError):
         while True:
             got = await channel.next(last)
