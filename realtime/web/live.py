@@ -158,9 +158,6 @@ class Channel:
         for loop, event in waiters:
             loop.call_soon_threadsafe(event.set)
 
-    def send(self, frame: Frame, image: np.ndarray) -> None:
-        self.take(Output(frame, image))
-
     def close(self, complete: bool = True) -> None:
         """The stream ended: the pages are cleared, not left on its last frame (the next
         stream, maybe another person's camera, starts from nothing)."""
