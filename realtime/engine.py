@@ -33,7 +33,7 @@ MAX_HEAD_BATCH = 8
 MAX_BACKGROUND_SIDE = 1920  # TensorRT profile: any orientation up to 1920x1088
 ONNX_OPSET = 17
 # What DCTNet.forward exports; bump it when that changes, so cached ONNX files and engines rebuild.
-ONNX_REVISION = 2  # 2: the uint8 input goes straight into a float cast (TensorRT needs it)
+ONNX_REVISION = 3  # 2: the uint8 input straight into a float cast (TensorRT needs it); 3: written without torch
 
 
 @dataclass(frozen=True)
@@ -287,13 +287,13 @@ def _alive(pid: int) -> bool:
 
 
 def _onnx_key(graph: Path, fp16: bool) -> dict:
-    """What the ONNX export depends on: the graph, the exporter (torch) and our export code."""
+    """What the ONNX file depends on: the graph, our writer (its revision) and onnx's version."""
     return {
         "graph_sha256": file_sha256(Path(graph).resolve()),
         "opset": ONNX_OPSET,
         "revision": ONNX_REVISION,
         "fp16": fp16,
-        "versions": _versions(("torch",)),
+        "versions": _versions(("onnx",)),
     }
 
 
@@ -307,33 +307,16 @@ def export_onnx(graph: Path, root: str | Path | None = None, fp16: bool = False)
     """The graph as ONNX (uint8 NHWC in/out; dynamic batch, height, width), cached by its hash.
     ``fp16``: the generator in float16, the guided filter in float32, as the torch backend runs
     FP16; for a runtime that takes its precision from the file's own types (TensorRT)."""
-    from .generator import DCTNet
+    import onnx
+
+    from .onnx_export import dctnet_onnx
+    from .weights import load_graph_weights
 
     key = _onnx_key(graph, fp16)
     final = onnx_dir(graph, root, fp16)
 
     def fill(tmp: Path) -> None:
-        import warnings
-
-        import torch
-
-        model = DCTNet.from_graph(graph)
-        if fp16:
-            model.generator.half()
-        dummy = torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
-        axes = {0: "batch", 1: "height", 2: "width"}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (dummy,),
-                str(tmp / "model.onnx"),
-                input_names=["input_image"],
-                output_names=["output_image"],
-                opset_version=ONNX_OPSET,
-                dynamo=False,
-                dynamic_axes={"input_image": axes, "output_image": axes},
-            )
+        onnx.save(dctnet_onnx(load_graph_weights(graph), ONNX_OPSET, fp16), str(tmp / "model.onnx"))
         (tmp / "key.json").write_text(json.dumps(key, indent=1))
 
     if not (final / "key.json").exists():

@@ -2,95 +2,21 @@
 
 Reproduces the graph end to end (DESIGN §1): BGR 0..255 in, ``x/127.5-1``, the U-Net,
 the r=1 guided filter, clip, ``(v+1)*127.5`` and the truncating cast to uint8, with
-TensorFlow's SAME padding and legacy ``resize_bilinear``. Every backend is built from
-this module (directly, or through its ONNX export), so this is the one place those
-semantics live.
+TensorFlow's SAME padding and legacy ``resize_bilinear``. It is the reference: the torch
+backend runs it, and ``onnx_export`` writes the same graph op for op as ONNX (for
+OpenVINO, ONNX Runtime and TensorRT, without torch); the tests hold the two to the same
+outputs.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ModelError
-from .graphdef import parse_graph, tensor_to_array
-
-LRELU_SLOPE = 0.2
-GF_RADIUS = 1
-GF_EPS = 1e-2
-CLIP = 0.999999
-
-_WEIGHT = re.compile(r"(?:^|/)generator/(Conv(?:_\d+)?|block_\d+/conv[12])/(weights|biases)$")
-
-
-@dataclass(frozen=True)
-class GraphWeights:
-    """The generator's weights by slim scope (``Conv_3``, ``block_0/conv1``), HWIO kernels."""
-
-    path: Path
-    channel: int
-    num_blocks: int
-    tensors: dict[str, np.ndarray]
-
-
-def _conv_names(num_blocks: int) -> list[str]:
-    blocks = [f"block_{i}/conv{j}" for i in range(num_blocks) for j in (1, 2)]
-    return [f"Conv_{i}" if i else "Conv" for i in range(5)] + blocks + [f"Conv_{i}" for i in range(5, 10)]
-
-
-def _expected_shapes(c: int, num_blocks: int) -> dict[str, tuple[int, ...]]:
-    k = {
-        "Conv": (7, 3, c),
-        "Conv_1": (3, c, c),
-        "Conv_2": (3, c, 2 * c),
-        "Conv_3": (3, 2 * c, 2 * c),
-        "Conv_4": (3, 2 * c, 4 * c),
-        "Conv_5": (3, 4 * c, 2 * c),
-        "Conv_6": (3, 2 * c, 2 * c),
-        "Conv_7": (3, 2 * c, c),
-        "Conv_8": (3, c, c),
-        "Conv_9": (7, c, 3),
-    }
-    k.update({f"block_{i}/conv{j}": (3, 4 * c, 4 * c) for i in range(num_blocks) for j in (1, 2)})
-    return {name: (ks, ks, cin, cout) for name, (ks, cin, cout) in k.items()}
-
-
-def load_graph_weights(path: str | Path) -> GraphWeights:
-    """Read a DCT-Net frozen graph; raise ``ModelError`` naming the file if it is not one."""
-    path = Path(path)
-    expected = "a DCT-Net frozen graph (cartoon_*_h.pb / cartoon_*_bg.pb)"
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ModelError(f"cannot read {path}: {e.strerror}; expected {expected}") from None
-    try:
-        graph = parse_graph(data)
-        found = {}
-        for node in graph.node:
-            m = _WEIGHT.search(node.name)
-            if m and node.op == "Const":
-                found[f"{m[1]}/{m[2]}"] = tensor_to_array(node.attr["value"].tensor).astype(np.float32)
-        names = {n.name for n in graph.node}
-    except ValueError as e:
-        raise ModelError(f"{path} is corrupt or truncated ({e}); expected {expected}") from None
-    if "input_image" not in names or "output_image" not in names:
-        raise ModelError(f"{path} has no input_image/output_image nodes; expected {expected}")
-    if "Conv/weights" not in found:
-        raise ModelError(f"{path} has no generator/Conv weights; expected {expected}")
-    channel = found["Conv/weights"].shape[-1]
-    num_blocks = len({k.split("/")[0] for k in found if k.startswith("block_")})
-    for name, shape in _expected_shapes(channel, num_blocks).items():
-        w, b = found.get(f"{name}/weights"), found.get(f"{name}/biases")
-        if w is None or b is None or w.shape != shape or b.shape != (shape[-1],):
-            got = "missing" if w is None or b is None else f"{w.shape}"
-            raise ModelError(f"{path}: generator/{name} is {got}, expected weights {shape}; expected {expected}")
-    return GraphWeights(path, int(channel), num_blocks, found)
+from .weights import CLIP, GF_EPS, GF_RADIUS, LRELU_SLOPE, GraphWeights, conv_specs, load_graph_weights
 
 
 class Upsample2x(torch.autograd.Function):
@@ -163,21 +89,8 @@ class UNetGenerator(nn.Module):
 
     def __init__(self, channel: int = 32, num_blocks: int = 4):
         super().__init__()
-        c = channel
-        self.num_blocks = num_blocks
-        specs = {
-            "Conv": (3, c, 7),
-            "Conv_1": (c, c, 3, 2),
-            "Conv_2": (c, 2 * c, 3),
-            "Conv_3": (2 * c, 2 * c, 3, 2),
-            "Conv_4": (2 * c, 4 * c, 3),
-            "Conv_5": (4 * c, 2 * c, 3),
-            "Conv_6": (2 * c, 2 * c, 3),
-            "Conv_7": (2 * c, c, 3),
-            "Conv_8": (c, c, 3),
-            "Conv_9": (c, 3, 7),
-        }
-        specs.update({f"block_{i}/conv{j}": (4 * c, 4 * c, 3) for i in range(num_blocks) for j in (1, 2)})
+        self.channel, self.num_blocks = channel, num_blocks
+        specs = conv_specs(channel, num_blocks)
         self.convs = nn.ModuleDict({name.replace("/", "_"): Conv(*spec) for name, spec in specs.items()})
 
     def _c(self, name: str, x: torch.Tensor, act: bool = True) -> torch.Tensor:
@@ -197,7 +110,7 @@ class UNetGenerator(nn.Module):
 
     def load_graph(self, weights: GraphWeights) -> UNetGenerator:
         with torch.no_grad():
-            for name in _conv_names(self.num_blocks):
+            for name in conv_specs(self.channel, self.num_blocks):
                 conv = self.convs[name.replace("/", "_")]
                 conv.weight.copy_(torch.from_numpy(weights.tensors[f"{name}/weights"]).permute(3, 2, 0, 1))
                 conv.bias.copy_(torch.from_numpy(weights.tensors[f"{name}/biases"]))

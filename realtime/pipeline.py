@@ -21,7 +21,7 @@ from .align import CROP, align_matrix, scale_of, transform_points
 from .compose import HEADS_ONLY, background_under, load_alpha, oval_mask, straight
 from .engine import MAX_HEAD_BATCH, load_engine, resolve_spec
 from .faces import Face, FaceFinder
-from .frames import CpuFrames, DeviceFrames
+from .frames import CpuFrames
 from .models import resolve_face_model, resolve_style
 from .options import MODES, Mode, Options
 from .records import Analysis, Frame, Scene, Stylized
@@ -93,7 +93,12 @@ class Stylizer:
         device = engines[0].spec.device if engines else "cpu"
         if device_frames is None:
             device_frames = device.startswith("cuda")
-        self.frames = DeviceFrames(device) if device_frames else CpuFrames()
+        if device_frames:
+            from .device_frames import DeviceFrames  # torch: only where frames live on a device
+
+            self.frames = DeviceFrames(device)
+        else:
+            self.frames = CpuFrames()
 
     def tracks(self) -> FaceTracks | None:
         """A new tracker for one stream (None for stills): ids always, smoothing if asked."""

@@ -10,7 +10,8 @@ import pytest
 from conftest import asset, psnr
 
 from realtime.align import align_matrix, reference_points
-from realtime.frames import CpuFrames, DeviceFrames
+from realtime.device_frames import DeviceFrames
+from realtime.frames import CpuFrames
 from realtime.imageio import read_image
 from realtime.options import Options
 from realtime.pipeline import Stylizer

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
+import av
+import cv2
 import numpy as np
 import pytest
 from conftest import GOLDEN_CASES, assert_faithful, asset, goldens, psnr
@@ -91,8 +96,8 @@ def test_artifacts_are_cached_and_keyed(assets, session_cache):
 
 def test_the_key_is_the_runtime_and_the_onnx_it_was_built_from(assets, monkeypatch):
     """A plan is keyed by what it loads on (the backend's runtime version; for TensorRT its
-    own version and the GPU's compute capability) and by the ONNX export it came from (which
-    the exporter's version and our export revision decide), not by unrelated packages."""
+    own version and the GPU's compute capability) and by the ONNX file it came from (which
+    onnx's version and our writer's revision decide), not by unrelated packages."""
     graph = asset(assets, "fixtures/dctnet_tiny.pb")
     spec = EngineSpec("openvino", "fp32", "cpu", "head")
     key = artifact_key(graph, spec)
@@ -205,7 +210,8 @@ def test_fp16_onnx_for_tensorrt_is_faithful(assets, session_cache):
     path = export_onnx(asset(assets, HEAD), fp16=True)
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
-    assert {i.data_type for i in model.graph.initializer} == {onnx.TensorProto.FLOAT16}
+    types = {i.name: i.data_type for i in model.graph.initializer if i.name.endswith(("/weights", "/biases"))}
+    assert len(types) == 2 * 18 and set(types.values()) == {onnx.TensorProto.FLOAT16}  # the U-Net's 18 convs
     (inp, _, _), _ = goldens(asset(assets, "fixtures/dctnet_head_golden.npz"))
     out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input_image": inp[None]})[0]
     ref = _engine(assets, HEAD, "torch")(inp[None])
@@ -236,3 +242,98 @@ def test_no_usage_reports_leave_the_machine(assets, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "NNCF_CI")}  # as on a user's machine
     proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env)
     assert proc.stdout.strip().splitlines()[-1] == "exit 0 processes 0", proc.stderr[-500:]
+
+
+@pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16"])
+def test_the_onnx_written_without_torch_is_what_torch_exports(assets, session_cache, fp16, tmp_path):
+    """The engines' ONNX is written from the graph's weights (``onnx_export``), so a CPU
+    install needs no torch; it must compute what torch's exporter makes of the reference
+    module, bit for bit, on ONNX Runtime and OpenVINO."""
+    import warnings
+
+    import onnxruntime as ort
+    import openvino as ov
+    import torch
+
+    from realtime.engine import export_onnx
+    from realtime.generator import DCTNet
+
+    for graph in (HEAD, "models/dctnet/random/cartoon_anime_bg.pb"):
+        model = DCTNet.from_graph(asset(assets, graph))
+        if fp16:
+            model.generator.half()
+        axes = {0: "batch", 1: "height", 2: "width"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (torch.zeros(1, 64, 64, 3, dtype=torch.uint8),),
+                str(tmp_path / "torch.onnx"),
+                input_names=["input_image"],
+                output_names=["output_image"],
+                opset_version=engine_module.ONNX_OPSET,
+                dynamo=False,
+                dynamic_axes={"input_image": axes, "output_image": axes},
+            )
+        files = (str(tmp_path / "torch.onnx"), str(export_onnx(asset(assets, graph), fp16=fp16)))
+        x = np.random.default_rng(1).integers(0, 256, (2, 96, 160, 3), dtype=np.uint8)
+        by_ort = [
+            ort.InferenceSession(f, providers=["CPUExecutionProvider"]).run(None, {"input_image": x})[0] for f in files
+        ]
+        core = ov.Core()
+        by_ov = [core.compile_model(f, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0] for f in files]
+        assert np.array_equal(*by_ort) and np.array_equal(*by_ov), graph
+
+
+def test_a_cpu_install_runs_without_torch(assets, tiny_models, tmp_path):
+    """torch and ONNX Runtime are extras: with every installed package but those visible, a
+    photo and a video (its INT8 engines calibrated by NNCF) are made, torch is never
+    imported, and asking for the torch backend is one line that says how to install it."""
+    import sysconfig
+
+    site = tmp_path / "site"
+    site.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.startswith(("torch", "functorch", "onnxruntime", "__editable__")):
+            (site / entry.name).symlink_to(entry)
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{site}{os.pathsep}{Path(__file__).parents[1]}",
+        "CARTOON_CAM_HOME": str(tmp_path / "cache"),
+    }
+    flags = [
+        "--model-dir",
+        str(tiny_models),
+        "--face-model",
+        str(asset(assets, "models/face_landmarker.task")),
+        "--quiet",
+    ]
+    script = """import json, sys
+from realtime.cli import image_main, video_main
+rcs = [image_main(sys.argv[1:3] + sys.argv[5:]), video_main(sys.argv[3:5] + sys.argv[5:])]
+print(json.dumps([rcs, [m for m in sys.modules if m.split(".")[0] in ("torch", "functorch")]]))"""
+    from media import frames_of, write_video
+
+    clip = write_video(tmp_path / "clip.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 12))
+    photo, video = tmp_path / "out.png", tmp_path / "out.mp4"
+    args = [str(asset(assets, "media/portrait_1024.png")), str(photo), str(clip), str(video)]
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", script, *args, *flags], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rcs, torch_modules = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert rcs == [0, 0] and torch_modules == []
+    assert list(Path(env["CARTOON_CAM_HOME"], "engines").glob("openvino-int8-*"))  # the video's INT8 engines
+    assert cv2.imread(str(photo)).shape == (1024, 1024, 3)
+    with av.open(str(video)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 12
+    one = "import sys; from realtime.cli import image_main; sys.exit(image_main())"
+    refused = subprocess.run(
+        [sys.executable, "-S", "-c", one, args[0], str(tmp_path / "no.png"), *flags, "--backend", "torch"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode != 0 and len(lines) == 1 and "download.pytorch.org/whl/cpu" in lines[0], refused.stderr

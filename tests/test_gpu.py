@@ -54,7 +54,7 @@ def test_tensorrt_keeps_frames_on_the_gpu(assets):
 
 
 def test_frames_stay_on_the_gpu_from_upload_to_download(assets):
-    from realtime.frames import DeviceFrames
+    from realtime.device_frames import DeviceFrames
     from realtime.imageio import read_image
     from realtime.options import Options
     from realtime.pipeline import Stylizer

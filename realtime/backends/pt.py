@@ -46,7 +46,8 @@ class TorchBackend(Backend):
         try:
             import torch
         except ImportError:
-            return "backend torch is not installed; pip install torch"
+            cpu = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+            return f"backend torch is not installed; {cpu} (CPU) or pip install torch (CUDA)"
         if device.startswith("cuda") and not torch.cuda.is_available():
             return "backend torch has no CUDA device here; use --engine-device cpu or install a CUDA build of torch"
         if device.startswith("cuda") and device_index(device) >= torch.cuda.device_count():
@@ -55,8 +56,10 @@ class TorchBackend(Backend):
 
     @classmethod
     def default_device(cls) -> str:
-        import torch
-
+        try:
+            import torch
+        except ImportError:
+            return "cpu"  # ``unavailable`` then says how to install it
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     @classmethod

@@ -124,8 +124,9 @@ class TensorRtBackend(Backend):
         try:
             import tensorrt  # noqa: F401
             import torch
-        except ImportError:
-            return "backend tensorrt is not installed; pip install tensorrt (NVIDIA GPU and driver needed)"
+        except ImportError as e:
+            need = f"backend tensorrt needs {e.name}, which is not installed"
+            return f'{need}; pip install -e ".[gpu]" (NVIDIA GPU and driver needed)'
         if not device.startswith("cuda") or not torch.cuda.is_available():
             return "backend tensorrt needs a CUDA device; check nvidia-smi and a CUDA build of torch"
         if device_index(device) >= torch.cuda.device_count():
