@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 from abc import ABC, abstractmethod
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import import_module, metadata
@@ -353,7 +354,8 @@ def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, l
         )
 
     def fill(tmp: Path) -> None:
-        artifact = b.build(graph, spec, tmp, onnx, cache_dir(root) / "engines")
+        with _silenced(log is None):  # a quiet run: no progress bars of the builders' own (NNCF's)
+            artifact = b.build(graph, spec, tmp, onnx, cache_dir(root) / "engines")
         (tmp / "key.json").write_text(json.dumps({**key, "artifact": artifact.name}, indent=1))
 
     try:
@@ -367,6 +369,17 @@ def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, l
         onnx = export_onnx(graph, root, fp16=fp16)
         _atomic_dir(final, fill)
     return _cached(final, "key.json")
+
+
+@contextmanager
+def _silenced(quiet: bool):
+    """stdout to the null device while ``quiet`` (NNCF draws rich bars on stdout; engines are
+    built before a run's own output starts)."""
+    if not quiet:
+        yield
+        return
+    with open(os.devnull, "w") as null, redirect_stdout(null):
+        yield
 
 
 def load_engine(
