@@ -36,7 +36,12 @@ def server(app, sock: socket.socket):
     """A uvicorn server for ``app`` on ``sock`` (quiet: the command says what matters)."""
     import uvicorn
 
-    return uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_max_size=8 << 20, timeout_graceful_shutdown=3))
+    # No permessage-deflate: frames are raw RGBA or JPEG, and zlib on every one cost the
+    # server more CPU than anything but the engines and the face finder.
+    config = uvicorn.Config(
+        app, log_level="warning", ws_max_size=8 << 20, ws_per_message_deflate=False, timeout_graceful_shutdown=3
+    )
+    return uvicorn.Server(config)
 
 
 @contextlib.contextmanager
