@@ -89,8 +89,10 @@ def generator_bench(args, console: Console) -> dict:
     for batch, h, w, role in CASES:
         x = _inputs(batch, h, w)
         graph = files.head if role == "head" else files.background
-        # The reference: the PyTorch port at FP32, which the tests prove against TensorFlow.
-        ref = load_engine(graph, EngineSpec("torch", "fp32", "cpu", role), log=None)(x)
+        # The reference: FP32 on the CPU, which the tests prove against TensorFlow (the PyTorch
+        # port where torch is installed, else OpenVINO).
+        exact = "torch" if get_backend("torch").unavailable("cpu") is None else "openvino"
+        ref = load_engine(graph, EngineSpec(exact, "fp32", "cpu", role), log=None)(x)
         for spec in combos(args.device):
             spec = EngineSpec(spec.backend, spec.precision, spec.device, role)
             try:
