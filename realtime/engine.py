@@ -16,8 +16,9 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 from abc import ABC, abstractmethod
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import import_module, metadata
@@ -33,7 +34,7 @@ HEAD_SIZE = 288
 MAX_HEAD_BATCH = 8
 MAX_BACKGROUND_SIDE = 1920  # TensorRT profile: any orientation up to 1920x1088
 ONNX_OPSET = 17
-# What DCTNet.forward exports; bump it when that changes, so cached ONNX files and engines rebuild.
+# What onnx_export writes; bump it when that changes, so cached ONNX files and engines rebuild.
 ONNX_REVISION = 3  # 2: the uint8 input straight into a float cast (TensorRT needs it); 3: written without torch
 
 
@@ -205,8 +206,10 @@ def _device_id(device: str) -> str:
     """A plan built for one GPU architecture does not load on another: key the cache by the
     GPU's name and compute capability."""
     if device.startswith("cuda"):
-        import torch
-
+        try:
+            import torch
+        except ImportError:  # ONNX Runtime's CUDA without torch: its artifact is the ONNX file itself
+            return device
         idx = device_index(device)
         major, minor = torch.cuda.get_device_capability(idx)
         return f"{torch.cuda.get_device_name(idx)} sm_{major}{minor}"
@@ -371,15 +374,31 @@ def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, l
     return _cached(final, "key.json")
 
 
+_quiet_builds = 0  # builds running under a quiet run, any thread
+_quiet_lock = threading.Lock()
+
+
 @contextmanager
 def _silenced(quiet: bool):
-    """stdout to the null device while ``quiet`` (NNCF draws rich bars on stdout; engines are
-    built before a run's own output starts)."""
+    """While ``quiet``, no progress bars from the builders (NNCF draws rich's on rich's
+    global console, as ours do when not quiet). Counted, so that overlapping builds on
+    several threads (the web app's) keep it quiet until the last ends; other output and
+    sys.stdout are untouched."""
+    global _quiet_builds
     if not quiet:
         yield
         return
-    with open(os.devnull, "w") as null, redirect_stdout(null):
+    from rich import get_console
+
+    with _quiet_lock:
+        _quiet_builds += 1
+        get_console().quiet = True
+    try:
         yield
+    finally:
+        with _quiet_lock:
+            _quiet_builds -= 1
+            get_console().quiet = _quiet_builds > 0
 
 
 def load_engine(

@@ -19,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from .weights import CLIP, GF_EPS, GF_RADIUS, LRELU_SLOPE, GraphWeights, conv_specs
 
 INPUT, OUTPUT = "input_image", "output_image"
+IR_VERSION = 8  # what opset 17 needs, and what runtimes back to ONNX Runtime 1.17 read (onnx would stamp its own)
 
 
 class _Graph:
@@ -62,6 +63,7 @@ def dctnet_onnx(weights: GraphWeights, opset: int, fp16: bool = False) -> onnx.M
         g.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="cartoon-cam")
+    model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     return model
 

@@ -12,6 +12,7 @@ schedulers decide which frames the engines see; a still runs all three in a row.
 from __future__ import annotations
 
 import copy
+import importlib.util
 from dataclasses import dataclass
 
 import cv2
@@ -91,8 +92,8 @@ class Stylizer:
             raise
         engines = [e for e in (self.background_engine, self.head_engine) if e is not None]
         device = engines[0].spec.device if engines else "cpu"
-        if device_frames is None:
-            device_frames = device.startswith("cuda")
+        if device_frames is None:  # on a GPU frames stay there, through torch (ONNX Runtime's CUDA has none)
+            device_frames = device.startswith("cuda") and importlib.util.find_spec("torch") is not None
         if device_frames:
             from .device_frames import DeviceFrames  # torch: only where frames live on a device
 

@@ -340,3 +340,47 @@ print(json.dumps([rcs, [m for m in sys.modules if m.split(".")[0] in ("torch", "
     )
     lines = refused.stderr.strip().splitlines()
     assert refused.returncode != 0 and len(lines) == 1 and "download.pytorch.org/whl/cpu" in lines[0], refused.stderr
+
+
+def test_quiet_builds_on_several_threads_silence_only_the_bars():
+    """The web app builds engines for quiet runs on several threads: the builders' bars stay
+    off until the last quiet build ends, and sys.stdout itself is never swapped (it once was,
+    for /dev/null, and a second thread restored a closed file)."""
+    import threading
+
+    from rich import get_console
+
+    stdout = sys.stdout
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with engine_module._silenced(True):
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with engine_module._silenced(True):
+            second_in.set()
+            first_out.wait(10)
+            seen["quiet after the first ended"] = get_console().quiet
+            seen["stdout"] = sys.stdout
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen == {"quiet after the first ended": True, "stdout": stdout}
+    assert get_console().quiet is False and sys.stdout is stdout and not sys.stdout.closed
+    with engine_module._silenced(False):
+        assert get_console().quiet is False  # a run that is not quiet shows them
+
+
+def test_onnx_runtime_on_cuda_needs_no_torch_to_key_its_artifact(monkeypatch):
+    """ONNX Runtime's CUDA provider (onnxruntime-gpu) runs without torch: its cache key names
+    the device without asking torch, whose absence was a traceback."""
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
+    assert engine_module._device_id("cuda:1") == "cuda:1"
