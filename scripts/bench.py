@@ -563,6 +563,10 @@ def seam_bench(
                 "one_process_same_frames": round(float(near_one), 3),
                 "x_one_process_near": round(float(near_split / near_one), 3),
                 "x_one_process_elsewhere": round(float(rest_split / rest_one), 3),
+                # the same output's flicker near its seams against elsewhere in it, and the
+                # one-process file's on the same frames (what the content alone gives)
+                "near_x_elsewhere": round(float(near_split / rest_split), 3),
+                "one_process_near_x_elsewhere": round(float(near_one / rest_one), 3),
                 "psnr_vs_one_near_min": round(float(min(psnr(ones[i], splits[i]) for i in near)), 2),
                 "psnr_vs_one_elsewhere_median": round(float(np.median([psnr(ones[i], splits[i]) for i in rest])), 2),
             }
