@@ -79,15 +79,13 @@ class Jobs:
         self._thread.start()
 
     def submit(self, upload: Path, name: str, options: Options, frames_total: int, max_seconds: float) -> str:
-        with self._lock:
-            waiting = sum(st.state == "queued" for st in self._states.values())
-        if waiting >= self.max_waiting:
-            raise QueueFull(f"{waiting} videos are waiting already; try again when some are done")
         job_id = secrets.token_hex(8)
-        folder = self.folder / job_id
-        folder.mkdir()
-        job = Job(job_id, upload, folder / name, name, options, frames_total, max_seconds)
-        with self._lock:
+        job = Job(job_id, upload, self.folder / job_id / name, name, options, frames_total, max_seconds)
+        with self._lock:  # counted and queued in one step: two uploads at once cannot both pass the count
+            waiting = sum(st.state == "queued" for st in self._states.values())
+            if waiting >= self.max_waiting:
+                raise QueueFull(f"{waiting} videos are waiting already; try again when some are done")
+            job.result.parent.mkdir()
             self._jobs[job_id] = job
             self._order.append(job_id)
             self._states[job_id] = JobState(frames_total=frames_total)
