@@ -427,6 +427,7 @@ def web_main(argv: list[str] | None = None) -> int:
     def body(interrupts: Interrupts) -> int:
         import threading
 
+        from .engine import say
         from .options import explicit
         from .web import bind, in_background
         from .web.app import create_app, guarded
@@ -435,7 +436,7 @@ def web_main(argv: list[str] | None = None) -> int:
         o, given = from_args(args), explicit(args)
         auth = _auth(args.auth)
         sock = bind(args.host, args.port)
-        studio = Studio(o, _limits(args, o), given, log=None if o.quiet else print)
+        studio = Studio(o, _limits(args, o), given, log=None if o.quiet else say)
         try:
             if args.host not in ("127.0.0.1", "localhost", "::1"):
                 lock = "" if auth else "; add --auth USER:PASSWORD"

@@ -178,6 +178,12 @@ def resolve_spec(
     return EngineSpec(backend, precision, dev, role)
 
 
+def say(message: str) -> None:
+    """A progress line, out at once even into a pipe (``| tee``, a supervisor's log), where
+    print would hold it until the buffer fills or the run ends."""
+    print(message, flush=True)
+
+
 @cache
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -335,7 +341,7 @@ def artifact_dir(graph: str | Path, spec: EngineSpec, root: str | Path | None = 
     return cache_dir(root) / "engines" / f"{spec.backend}-{spec.precision}-{spec.role}-{digest}"
 
 
-def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, log=print) -> Path:
+def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, log=say) -> Path:
     """Return the cached artifact for ``spec``, building it (and the ONNX export) if needed."""
     graph = Path(graph)
     b = get_backend(spec.backend)
@@ -402,7 +408,7 @@ def _silenced(quiet: bool):
 
 
 def load_engine(
-    graph: str | Path, spec: EngineSpec, root: str | Path | None = None, log=print, threads: int = 0
+    graph: str | Path, spec: EngineSpec, root: str | Path | None = None, log=say, threads: int = 0
 ) -> Engine:
     """Build (once, cached) and open the engine for ``graph`` under ``spec``; ``threads`` > 0
     caps its CPU threads (live mode leaves a core to the frame path). A cached artifact that

@@ -20,7 +20,7 @@ import numpy as np
 
 from .align import CROP, align_matrix, scale_of, transform_points
 from .compose import HEADS_ONLY, background_under, load_alpha, oval_mask, straight
-from .engine import MAX_HEAD_BATCH, load_engine, resolve_spec
+from .engine import MAX_HEAD_BATCH, load_engine, resolve_spec, say
 from .faces import Face, FaceFinder
 from .frames import CpuFrames
 from .models import resolve_face_model, resolve_style
@@ -67,7 +67,7 @@ class Stylizer:
     def __init__(
         self,
         options: Options | None = None,
-        log=print,
+        log=say,
         mode: str | Mode = "image",
         device_frames: bool | None = None,
     ):
