@@ -130,17 +130,20 @@ class DeviceFrames:
         grid = torch.stack([(2 * (xs + f[0]) + 1) / w - 1, (2 * (ys + f[1]) + 1) / h - 1], dim=-1)
         return [_uint8(self._sample(im, grid[None], "border"))[0] for im in images]
 
-    def paste(self, canvas: torch.Tensor, head: torch.Tensor, mask: np.ndarray, inverse: np.ndarray) -> None:
-        """``compose.paste``: blend into a uint8 canvas in place, only inside the mask's box."""
+    def paste(self, canvas: torch.Tensor, head: torch.Tensor | None, mask: np.ndarray, inverse: np.ndarray) -> None:
+        """``compose.paste``: blend into a uint8 canvas in place, only inside the mask's box
+        (``head`` None: coverage into a one-channel canvas)."""
         region = paste_region(mask, inverse, canvas.shape)
         if region is None:
             return
         (x0, y0, x1, y1), m = region
         size = (x1 - x0, y1 - y0)
-        head_roi = self.warp(head, m, size)[0].permute(1, 2, 0)
         alpha = self.warp(self.upload(mask[..., None]), m, size, "zeros")[0].permute(1, 2, 0)
         roi = canvas[y0:y1, x0:x1].float()
-        roi += alpha * (head_roi - roi)
+        if head is None:
+            roi += alpha[..., 0] * (255 - roi)
+        else:
+            roi += alpha * (self.warp(head, m, size)[0].permute(1, 2, 0) - roi)
         canvas[y0:y1, x0:x1] = (roi + 0.5).clamp_(0, 255).to(torch.uint8)
 
     @staticmethod
@@ -162,6 +165,9 @@ class DeviceFrames:
 
     def fill(self, like: torch.Tensor, bgr: tuple[int, int, int]) -> torch.Tensor:
         return torch.tensor(bgr, dtype=torch.uint8, device=self.device).expand(like.shape).clone()
+
+    def blank(self, shape: tuple[int, int]) -> torch.Tensor:
+        return torch.zeros(shape, dtype=torch.uint8, device=self.device)
 
     @staticmethod
     def mix(a: torch.Tensor, b: torch.Tensor, s: float) -> torch.Tensor:

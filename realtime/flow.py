@@ -16,11 +16,13 @@ import numpy as np
 
 
 def small_gray(bgr: np.ndarray, width: int = 640) -> np.ndarray:
-    """The grey, at most ``width`` wide, copy that optical flow is computed on."""
+    """The grey, at most ``width`` wide, copy that optical flow is computed on (grey first:
+    then the shrink moves one channel, not three; a third of the time at 720p)."""
     h, w = bgr.shape[:2]
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     if w > width:
-        bgr = cv2.resize(bgr, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        gray = cv2.resize(gray, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
+    return gray
 
 
 class Flow:

@@ -99,6 +99,11 @@ class CpuFrames:
         return out
 
     @staticmethod
+    def blank(shape: tuple[int, int]) -> np.ndarray:
+        """A one-channel uint8 canvas of zeros (the heads' coverage is pasted into it)."""
+        return np.zeros(shape, np.uint8)
+
+    @staticmethod
     def mix(a: np.ndarray, b: np.ndarray, s: float) -> np.ndarray:
         """``a*s + b*(1-s)``, rounded to uint8."""
         return cv2.addWeighted(a, s, b, 1 - s, 0)

@@ -172,40 +172,34 @@ class Stylizer:
 
     def compose(self, scene: Scene) -> np.ndarray:
         """The finished frame, as a NumPy array."""
-        return self.frames.download(self.composite(scene))
+        return self.frames.download(self.composite(scene)[0])
 
-    def composite(self, scene: Scene):
+    def composite(self, scene: Scene) -> tuple:
         """Heads over the chosen background, then the strength mix; left where the frames
         live (the GPU with CUDA engines) for output smoothing before the download. Each
-        face gets the head of its own track; a face without one gets none."""
+        face gets the head of its own track; a face without one gets none. With it, for
+        ``--background transparent``, the heads' coverage (one channel, feathered as pasted;
+        else None): the picture stays the heads over black, soft at the edge, for outputs
+        without alpha; one with alpha makes it straight (``compose.straight``)."""
         o, f, a = self.options, self.frames, scene.analysis
         with self.stage("blend"):
             canvas = background_under(f, a.image, scene.background, o.background, o.key_color)
-            self._paste(canvas, a, scene.heads)
+            cover = f.blank(a.image.shape[:2]) if o.background == "transparent" else None
+            self._paste(canvas, cover, a, scene.heads)
             if o.strength < 1 and o.background not in HEADS_ONLY:
                 canvas = f.mix(canvas, a.image, o.strength)
-            return canvas
+            return canvas, cover
 
-    def finish(self, scene: Scene, canvas) -> tuple[np.ndarray, np.ndarray | None]:
-        """The composite downloaded, and for ``--background transparent`` its alpha (where
-        the heads are, feathered as pasted). The picture stays the heads over black, soft at
-        the edge, for outputs without alpha; one with alpha makes it straight
-        (``compose.straight``)."""
-        image = self.frames.download(canvas)
-        if self.options.background != "transparent":
-            return image, None
-        with self.stage("blend"):
-            a, f = scene.analysis, self.frames
-            cover = f.fill(a.image, (0, 0, 0))
-            self._paste(cover, a, {t: f.fill(h, (255, 255, 255)) for t, h in scene.heads.items()}, solid=True)
-            return image, np.ascontiguousarray(f.download(cover)[..., 0])
+    def finish(self, canvas, cover) -> tuple[np.ndarray, np.ndarray | None]:
+        """``composite``'s picture and coverage downloaded: the image and its alpha."""
+        f = self.frames
+        return f.download(canvas), None if cover is None else f.download(cover)
 
     def run(self, bgr: np.ndarray) -> Result:
         """A still through all three stages."""
         stylized = self.stylize(self.analyze(Frame.still(bgr)))
         a = stylized.analysis
-        scene = Scene(a, stylized.background, stylized.heads)
-        image, alpha = self.finish(scene, self.composite(scene))
+        image, alpha = self.finish(*self.composite(Scene(a, stylized.background, stylized.heads)))
         return Result(image, a.faces, alpha)
 
     def view(self) -> Stylizer:
@@ -246,18 +240,21 @@ class Stylizer:
                 crops.append(self.frames.crops(image, [m]))
         return self.frames.cat(crops)
 
-    def _paste(self, canvas, a: Analysis, heads, solid: bool = False) -> None:
+    def _paste(self, canvas, cover, a: Analysis, heads) -> None:
         """Paste each face's own head (by track id), small faces first so a nearer face ends
         on top; heads from an earlier frame ride on this frame's transforms, so they follow
-        the face without ghosting. ``solid``: the heads are coverage, never mixed."""
-        s = self.options.strength if self.options.background in HEADS_ONLY and not solid else 1.0
+        the face without ghosting. ``cover`` (or None) gets the heads' coverage through the
+        same masks."""
+        s = self.options.strength if self.options.background in HEADS_ONLY else 1.0
         f = self.frames
         chosen = [i for i, face in enumerate(a.faces) if face.track in heads]
         for i in sorted(chosen, key=lambda i: scale_of(a.matrices[i]), reverse=True):
             m = a.matrices[i]
             mask = self.alpha if self.alpha is not None else oval_mask(transform_points(m, a.faces[i].oval))
-            head = heads[a.faces[i].track]
-            f.paste(canvas, f.mix(head, a.crops[i], s) if s < 1 else head, mask, cv2.invertAffineTransform(m))
+            head, inverse = heads[a.faces[i].track], cv2.invertAffineTransform(m)
+            f.paste(canvas, f.mix(head, a.crops[i], s) if s < 1 else head, mask, inverse)
+            if cover is not None:
+                f.paste(cover, None, mask, inverse)
 
     def close(self) -> None:
         for part in (self.background_engine, self.head_engine, self.finder):

@@ -49,8 +49,8 @@ def portrait(assets):
 
 @pytest.mark.parametrize(
     "extra",
-    [{}, {"background": "blur", "strength": 0.7}, {"background": "key"}],
-    ids=["cartoon", "blur-strength", "key"],
+    [{}, {"background": "blur", "strength": 0.7}, {"background": "key"}, {"background": "transparent"}],
+    ids=["cartoon", "blur-strength", "key", "transparent"],
 )
 def test_image_through_the_device_path(assets, tiny_models, portrait, extra):
     o = Options(model_dir=tiny_models, face_model=asset(assets, "models/face_landmarker.task"), quiet=True)
@@ -61,6 +61,11 @@ def test_image_through_the_device_path(assets, tiny_models, portrait, extra):
     assert len(got.faces) == len(want.faces) == 1
     assert got.image.shape == portrait.shape and got.image.dtype == np.uint8
     assert psnr(got.image, want.image) > 45
+    if want.alpha is None:
+        assert got.alpha is None
+    else:  # the heads' coverage, pasted on the device as on the CPU
+        assert got.alpha.shape == portrait.shape[:2] and got.alpha.dtype == np.uint8
+        assert psnr(got.alpha, want.alpha) > 45 and (want.alpha == 255).mean() > 0.02
 
 
 def test_video_through_the_device_path(assets, tiny_models):

@@ -87,11 +87,11 @@ class Stream:
 
         def compose(scene: Scene) -> list:
             view = st.view()  # one look for the whole frame, even if it changes meanwhile
-            out = view.composite(scene)
+            out, cover = view.composite(scene)
             if smoother is not None:
                 with st.stage("smooth"):
                     out = smoother(scene.frame.image, out, scene.analysis.image)
-            return [Output(scene.frame, *view.finish(scene, out))]
+            return [Output(scene.frame, *view.finish(out, cover))]
 
         def deliver(out: Output) -> tuple[int, float]:
             frame = out.frame
