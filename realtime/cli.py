@@ -213,7 +213,7 @@ def _print_stats(timings: dict[str, list[float]]) -> None:
     table = Table(title="time per stage")
     for col in ("stage", "calls", "median ms", "total ms"):
         table.add_column(col, justify="right")
-    for stage in ("decode", "faces", "background", "heads", "blend", "encode"):
+    for stage in ("decode", "faces", "align", "background", "heads", "blend", "encode"):
         t = sorted(timings.get(stage, []))
         if t:
             table.add_row(stage, str(len(t)), f"{t[len(t) // 2] * 1000:.1f}", f"{sum(t) * 1000:.1f}")

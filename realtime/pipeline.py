@@ -25,7 +25,7 @@ from .faces import Face, FaceFinder
 from .frames import CpuFrames
 from .models import resolve_face_model, resolve_style
 from .options import MODES, Mode, Options
-from .records import Analysis, Frame, Scene, Stylized
+from .records import Analysis, Frame, Scene, Sighting, Stylized
 from .stats import Timings
 from .tracking import FaceTracks
 
@@ -134,26 +134,41 @@ class Stylizer:
 
     def analyze(self, frame: Frame, tracks: FaceTracks | None = None, gray_width: int | None = None) -> Analysis:
         """Shrink, find faces (``tracks``: follow them, with ids and smoothing; else ids by
-        order), align and cut the head crops; ``gray_width``: also the grey copy for flow."""
-        from .flow import small_gray
+        order), align and cut the head crops; ``gray_width``: also the grey copy for flow.
+        ``sight`` then ``align``, which a stream runs as two stages."""
+        return self.align(self.sight(frame), tracks, gray_width)
 
+    def sight(self, frame: Frame) -> Sighting:
+        """The frame shrunk to work size and the faces the finder sees in it."""
         bgr = frame.image
         h, w = bgr.shape[:2]
         wh, ww = work_shape(h, w, self.options.work_size)
         small = bgr if (wh, ww) == (h, w) else cv2.resize(bgr, (ww, wh), interpolation=cv2.INTER_AREA)
+        found = ()
+        if self.finder is not None:
+            with self.stage("faces"):
+                found = tuple(f.scaled(w / ww) for f in self.finder.find(small, round(frame.seconds * 1000)))
+        return Sighting(frame, small, found)
+
+    def align(self, sighting: Sighting, tracks: FaceTracks | None = None, gray_width: int | None = None) -> Analysis:
+        """Track the faces sighted (or number them by order), align and cut their crops."""
+        from .flow import small_gray
+
+        frame, small = sighting.frame, sighting.small
+        bgr = frame.image
         image = self.frames.upload(bgr)
         image_small = self.frames.work_copy(image, small)
         faces, matrices, crops = (), (), None
         if self.finder is not None:
-            with self.stage("faces"):
-                found = [f.scaled(w / ww) for f in self.finder.find(small, round(frame.seconds * 1000))]
+            with self.stage("align"):
+                found = list(sighting.found)
                 if tracks is not None:
                     faces = tracks(found, frame.seconds)
                 else:
                     faces = tuple(Face(f.points, f.oval, f.score, i + 1) for i, f in enumerate(found))
                 matrices = tuple(align_matrix(f.points) for f in faces)
                 if faces:
-                    crops = self._crops(image, image_small, matrices, w / ww)
+                    crops = self._crops(image, image_small, matrices, bgr.shape[1] / small.shape[1])
         gray = small_gray(bgr, gray_width) if gray_width else None
         return Analysis(frame, small, image, image_small, faces, matrices, crops, gray)
 

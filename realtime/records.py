@@ -77,6 +77,19 @@ class Frame:
 
 
 @dataclass(frozen=True, eq=False)
+class Sighting:
+    """A frame, its work-size copy (NumPy) and the faces found there (full-frame pixels,
+    not yet tracked): the face finder's stage, before tracking and alignment."""
+
+    frame: Frame
+    small: np.ndarray
+    found: tuple = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "small", readonly(self.small))
+
+
+@dataclass(frozen=True, eq=False)
 class Analysis:
     """A frame after the light stages. ``small`` (the work-size copy) and ``gray`` (the grey
     copy optical flow runs on) are NumPy; ``image``, ``image_small`` and ``crops`` live where

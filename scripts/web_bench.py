@@ -110,22 +110,22 @@ def browser_live(
 
         keep_busy()
         time.sleep(warm)
-        first = page.evaluate("window.liveStats")
+        stats = "[window.liveStats, performance.now() / 1000]"  # timed by the page (see overlay)
+        first, pt0 = page.evaluate(stats)
         t0, latencies = time.monotonic(), []
         while time.monotonic() - t0 < seconds:
             time.sleep(1)
             keep_busy()
             latencies.append(page.evaluate("window.liveStats.latencyMs"))
-        last = page.evaluate("window.liveStats")
-        elapsed = time.monotonic() - t0
+        last, pt1 = page.evaluate(stats)
         frames_done = sum(studio.jobs.state(j).frames_done for j in jobs)
         b.close()
     studio.close()
     return {
         "size": "640x480",
         "job_frames_meanwhile": frames_done,
-        "fps": round((last["frames"] - first["frames"]) / elapsed, 2),
-        "sent_fps": round((last["sent"] - first["sent"]) / elapsed, 2),
+        "fps": round((last["frames"] - first["frames"]) / (pt1 - pt0), 2),
+        "sent_fps": round((last["sent"] - first["sent"]) / (pt1 - pt0), 2),
         "latency_ms_median": round(statistics.median(latencies), 1),
         "latency_ms_max_sample": round(max(latencies), 1),
     }
@@ -133,7 +133,8 @@ def browser_live(
 
 def overlay(options: Options, clip: Path, seconds: float, warm: float = 6.0) -> dict:
     """A 25 fps clip played live through the overlay's stream (heads alone, transparent) to
-    the /overlay page: frames made per second and frames the page drew per second."""
+    the /overlay page: frames made per second (the server's clock) and frames the page drew
+    per second (the page's clock)."""
     from playwright.sync_api import sync_playwright
 
     o, _ = in_mode(options.replace(background="transparent"), MODES["live"])
@@ -158,17 +159,20 @@ def overlay(options: Options, clip: Path, seconds: float, warm: float = 6.0) -> 
         page.goto(f"http://127.0.0.1:{port}/overlay")
         page.wait_for_function("window.overlayStats.frames > 0", timeout=120_000)
         time.sleep(warm)
-        f0, p0, t0 = page.evaluate("window.overlayStats.frames"), channel.published, time.monotonic()
+        # Each count with its own side's clock: a page.evaluate can take a second or more to
+        # answer on these loaded cores, so the page's count is timed by the page.
+        counted = "[window.overlayStats.frames, performance.now() / 1000]"
+        (f0, pt0), p0, t0 = page.evaluate(counted), channel.published, time.monotonic()
         time.sleep(seconds)
-        f1, p1, elapsed = page.evaluate("window.overlayStats.frames"), channel.published, time.monotonic() - t0
+        (f1, pt1), p1, t1 = page.evaluate(counted), channel.published, time.monotonic()
         b.close()
         stop.set()
         runner.join(timeout=10)
     studio.close()
     return {
         "source_fps": round(source.fps, 2),
-        "stream_fps": round((p1 - p0) / elapsed, 2),
-        "page_fps": round((f1 - f0) / elapsed, 2),
+        "stream_fps": round((p1 - p0) / (t1 - t0), 2),
+        "page_fps": round((f1 - f0) / (pt1 - pt0), 2),
     }
 
 

@@ -1,6 +1,6 @@
 """Streams: a source's frames through the Stylizer's stages into sinks.
 
-    source -> analyze (faces, tracks, crops) -> schedule -> compose (+ smoothing) -> sinks
+    source -> faces -> analyze (tracks, crops) -> schedule -> compose (+ smoothing) -> sinks
 
 The pieces, each doing one job: ``transport`` (threads, slots, signals, stats) knows
 nothing of frames; a scheduler decides what the engines run on: ``FileScheduler`` (every
@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable
 
-from ..records import Frame, Output, Scene
+from ..records import Frame, Output, Scene, Sighting
 from ..smoothing import FlowSmoother
 from ..sources import LiveSource
 from ..transport import Line, Stage, StreamStats
@@ -82,8 +82,11 @@ class Stream:
 
             return run
 
-        def analyze(frame: Frame) -> list:
-            return [st.analyze(frame, tracks, width)]
+        def sight(frame: Frame) -> list:
+            return [st.sight(frame)]
+
+        def align(sighting: Sighting) -> list:
+            return [st.align(sighting, tracks, width)]
 
         def compose(scene: Scene) -> list:
             view = st.view()  # one look for the whole frame, even if it changes meanwhile
@@ -105,7 +108,8 @@ class Stream:
         flush = getattr(scheduler, "flush", None)
         stream = st.frames.thread_stream
         stages = [
-            Stage("analyze", settled(analyze), context=stream),
+            Stage("faces", sight),  # the face finder (MediaPipe) has a stage of its own: it is the longest
+            Stage("analyze", settled(align), context=stream),
             Stage("schedule", settled(scheduler), settled(flush) if flush else None, stream),
             Stage("compose", compose, context=stream),  # its download settles
         ]
