@@ -66,25 +66,27 @@ def paste_region(mask: np.ndarray, inverse: np.ndarray, shape: tuple[int, ...]) 
     return (x0, y0, x1, y1), m
 
 
-def paste(canvas: np.ndarray, head: np.ndarray | None, mask: np.ndarray, inverse: np.ndarray) -> None:
+def paste(
+    canvas: np.ndarray, head: np.ndarray, mask: np.ndarray, inverse: np.ndarray, cover: np.ndarray | None = None
+) -> None:
     """Blend ``head`` (crop, uint8 or float) into uint8 ``canvas`` in place through ``mask``,
     with ``inverse`` mapping crop to canvas coordinates. Work is limited to the mask's box.
-    ``head`` None pastes solid 255 into a one-channel ``canvas``: the heads' coverage (alpha),
-    without a head's worth of colour warped for it."""
+    ``cover`` (one channel, the canvas's size): the heads' coverage, the same warped mask
+    pasted as solid 255 (the alpha of ``--background transparent``)."""
     region = paste_region(mask, inverse, canvas.shape)
     if region is None:
         return
     (x0, y0, x1, y1), m = region
     size = (x1 - x0, y1 - y0)
+    head_roi = cv2.warpAffine(head.astype(np.float32), m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(mask, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     roi = canvas[y0:y1, x0:x1].astype(np.float32)
-    if head is None:
-        roi += alpha * (255 - roi)
-    else:
-        flags, border = cv2.INTER_LINEAR, cv2.BORDER_REPLICATE
-        head_roi = cv2.warpAffine(head.astype(np.float32), m, size, flags=flags, borderMode=border)
-        roi += alpha[..., None] * (head_roi - roi)
+    roi += alpha[..., None] * (head_roi - roi)
     canvas[y0:y1, x0:x1] = np.clip(roi + 0.5, 0, 255)
+    if cover is not None:
+        roi = cover[y0:y1, x0:x1].astype(np.float32)
+        roi += alpha * (255 - roi)
+        cover[y0:y1, x0:x1] = np.clip(roi + 0.5, 0, 255)
 
 
 def _cartoon(frames, original, stylized, key_color):

@@ -1,8 +1,9 @@
-"""``DeviceFrames``: uint8 (H, W, 3) torch tensors on the engines' device, with the methods
-of ``frames.CpuFrames``. With the engines on CUDA (TensorRT, torch) a frame is uploaded once,
-shrunk, cut into head crops, stylized, composed and carried along flow there, and downloaded
-once. The same torch code runs on the CPU device, where the tests hold it to ``CpuFrames``.
-Warps follow OpenCV's conventions (pixel centres on integers, ``m`` maps source to destination).
+"""``DeviceFrames``: uint8 (H, W, 3) torch tensors (a coverage map: (H, W)) on the engines'
+device, with the methods of ``frames.CpuFrames``. With the engines on CUDA (TensorRT, torch)
+a frame is uploaded once, shrunk, cut into head crops, stylized, composed and carried along
+flow there, and downloaded once. The same torch code runs on the CPU device, where the
+tests hold it to ``CpuFrames``. Warps follow OpenCV's conventions (pixel centres on
+integers, ``m`` maps source to destination).
 
 On CUDA every thread that touches frames works on a stream of its own (``thread_stream``),
 so one stage's downloads never queue behind another's inference; a stage ``settle``s its
@@ -130,9 +131,11 @@ class DeviceFrames:
         grid = torch.stack([(2 * (xs + f[0]) + 1) / w - 1, (2 * (ys + f[1]) + 1) / h - 1], dim=-1)
         return [_uint8(self._sample(im, grid[None], "border"))[0] for im in images]
 
-    def paste(self, canvas: torch.Tensor, head: torch.Tensor | None, mask: np.ndarray, inverse: np.ndarray) -> None:
+    def paste(
+        self, canvas: torch.Tensor, head: torch.Tensor, mask: np.ndarray, inverse: np.ndarray, cover=None
+    ) -> None:
         """``compose.paste``: blend into a uint8 canvas in place, only inside the mask's box
-        (``head`` None: coverage into a one-channel canvas)."""
+        (and the coverage into ``cover``, if given)."""
         region = paste_region(mask, inverse, canvas.shape)
         if region is None:
             return
@@ -140,11 +143,12 @@ class DeviceFrames:
         size = (x1 - x0, y1 - y0)
         alpha = self.warp(self.upload(mask[..., None]), m, size, "zeros")[0].permute(1, 2, 0)
         roi = canvas[y0:y1, x0:x1].float()
-        if head is None:
-            roi += alpha[..., 0] * (255 - roi)
-        else:
-            roi += alpha * (self.warp(head, m, size)[0].permute(1, 2, 0) - roi)
+        roi += alpha * (self.warp(head, m, size)[0].permute(1, 2, 0) - roi)
         canvas[y0:y1, x0:x1] = (roi + 0.5).clamp_(0, 255).to(torch.uint8)
+        if cover is not None:
+            roi = cover[y0:y1, x0:x1].float()
+            roi += alpha[..., 0] * (255 - roi)
+            cover[y0:y1, x0:x1] = (roi + 0.5).clamp_(0, 255).to(torch.uint8)
 
     @staticmethod
     def blur(image: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """The stages joined: a frame in, its cartoon out.
 
 ``Stylizer`` owns the engines and the face finder and runs DCT-Net's image flow (DESIGN §1)
-as three pure stages over records (``realtime.records``): ``analyze`` (the work-size copy,
-faces with track ids, each head aligned to the 288 crop from the full-resolution frame,
-sharper than the official crop from the 720 copy), ``stylize`` (the background graph on the
+as three pure stages over records (``realtime.records``): ``analyze`` (the work-size copy and
+the faces found in it, ``sight``; then track ids and each head aligned to the 288 crop from
+the full-resolution frame, sharper than the official crop from the 720 copy, ``align``: a
+stream runs the two as stages of their own), ``stylize`` (the background graph on the
 work-size copy, padded to 16 with white; the head graph on the crops, in one batch) and
 ``composite`` (heads pasted back at full resolution through a feathered mask). The stream
 schedulers decide which frames the engines see; a still runs all three in a row.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -117,7 +119,7 @@ class Stylizer:
                 f.run(self.head_engine, f.upload(np.full((n, CROP, CROP, 3), 128, np.uint8)))
 
     def stage(self, name: str):
-        """Time a stage: ``with stylizer.stage("faces"): ...`` (CUDA work by CUDA events)."""
+        """Time a stage: ``with stylizer.stage("heads"): ...`` (CUDA work by CUDA events)."""
         return self.frames.measure(self.timings, name)
 
     def background(self, small):
@@ -146,7 +148,7 @@ class Stylizer:
         small = bgr if (wh, ww) == (h, w) else cv2.resize(bgr, (ww, wh), interpolation=cv2.INTER_AREA)
         found = ()
         if self.finder is not None:
-            with self.stage("faces"):
+            with self.timings.measure("faces"):  # CPU work: no CUDA events on this thread
                 found = tuple(f.scaled(w / ww) for f in self.finder.find(small, round(frame.seconds * 1000)))
         return Sighting(frame, small, found)
 
@@ -189,7 +191,7 @@ class Stylizer:
         """The finished frame, as a NumPy array."""
         return self.frames.download(self.composite(scene)[0])
 
-    def composite(self, scene: Scene) -> tuple:
+    def composite(self, scene: Scene) -> tuple[Any, Any | None]:
         """Heads over the chosen background, then the strength mix; left where the frames
         live (the GPU with CUDA engines) for output smoothing before the download. Each
         face gets the head of its own track; a face without one gets none. With it, for
@@ -205,7 +207,7 @@ class Stylizer:
                 canvas = f.mix(canvas, a.image, o.strength)
             return canvas, cover
 
-    def finish(self, canvas, cover) -> tuple[np.ndarray, np.ndarray | None]:
+    def finish(self, canvas: Any, cover: Any | None) -> tuple[np.ndarray, np.ndarray | None]:
         """``composite``'s picture and coverage downloaded: the image and its alpha."""
         f = self.frames
         return f.download(canvas), None if cover is None else f.download(cover)
@@ -259,17 +261,15 @@ class Stylizer:
         """Paste each face's own head (by track id), small faces first so a nearer face ends
         on top; heads from an earlier frame ride on this frame's transforms, so they follow
         the face without ghosting. ``cover`` (or None) gets the heads' coverage through the
-        same masks."""
+        same warped masks."""
         s = self.options.strength if self.options.background in HEADS_ONLY else 1.0
         f = self.frames
         chosen = [i for i, face in enumerate(a.faces) if face.track in heads]
         for i in sorted(chosen, key=lambda i: scale_of(a.matrices[i]), reverse=True):
             m = a.matrices[i]
             mask = self.alpha if self.alpha is not None else oval_mask(transform_points(m, a.faces[i].oval))
-            head, inverse = heads[a.faces[i].track], cv2.invertAffineTransform(m)
-            f.paste(canvas, f.mix(head, a.crops[i], s) if s < 1 else head, mask, inverse)
-            if cover is not None:
-                f.paste(cover, None, mask, inverse)
+            head = heads[a.faces[i].track]
+            f.paste(canvas, f.mix(head, a.crops[i], s) if s < 1 else head, mask, cv2.invertAffineTransform(m), cover)
 
     def close(self) -> None:
         for part in (self.background_engine, self.head_engine, self.finder):

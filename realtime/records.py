@@ -1,7 +1,8 @@
 """The records a frame travels in, in the order it meets them.
 
     Frame     (a source)        the picture and its timestamps
-    Analysis  (faces, align)    + the work-size copy, faces with track ids, their crops
+    Sighting  (faces)           + the work-size copy and the faces found in it
+    Analysis  (analyze)         + faces with track ids, their crops
     Stylized  (engines)         + the background graph's output and a head per track
     Scene     (a scheduler)     what the composite of one frame is made of
     Output    (compose)         the finished picture, for every sink
@@ -83,7 +84,7 @@ class Sighting:
 
     frame: Frame
     small: np.ndarray
-    found: tuple = ()
+    found: tuple = ()  # of faces.Face
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "small", readonly(self.small))
