@@ -130,3 +130,31 @@ def test_live_stages_run_on_streams_of_their_own(assets):
     finally:
         Stylizer.stylize = original
     assert seen["engines"] != 0 and seen["engines"] != torch.cuda.default_stream().cuda_stream
+
+
+def test_every_stage_is_timed_on_the_gpu(assets):
+    """Each stage's time reaches the stylizer's timings through a stream on CUDA: a stage
+    that times CUDA events must settle them on its own thread (the face finder's stage once
+    recorded events there that nothing read: they piled up and its time was lost)."""
+    from realtime.options import Options
+    from realtime.pipeline import Stylizer
+    from realtime.sinks import MemorySink
+    from realtime.sources import FileSource
+    from realtime.stream import Stream
+
+    with FileSource(asset(assets, "media/classroom_720p25.mp4")) as source:
+        frames = [f for _, f in zip(range(8), source, strict=False)]
+    o = Options(
+        model_dir=asset(assets, "models/dctnet/random"),
+        face_model=asset(assets, "models/face_landmarker.task"),
+        quiet=True,
+        backend="torch",
+        precision="fp32",
+    )
+    keep = MemorySink()
+    with Stylizer(o, mode="file") as st:
+        Stream(st).run(frames, [keep])
+        counts = {k: len(v) for k, v in st.timings.snapshot().items()}
+    assert len(keep.images) == 8
+    assert counts.get("faces") == counts.get("align") == counts.get("blend") == 8, counts
+    assert counts.get("heads", 0) >= 1, counts
