@@ -16,6 +16,18 @@ pytestmark = pytest.mark.gpu
 HEAD = "models/dctnet/random/cartoon_anime_h.pb"
 
 
+def _options(assets, **engine):
+    """The random model and the face model, quiet, on the engine asked for."""
+    from realtime.options import Options
+
+    return Options(
+        model_dir=asset(assets, "models/dctnet/random"),
+        face_model=asset(assets, "models/face_landmarker.task"),
+        quiet=True,
+        **engine,
+    )
+
+
 @pytest.mark.parametrize("backend", ["tensorrt", "onnxruntime", "torch"])
 @pytest.mark.parametrize("graph,golden", GOLDEN_CASES[1:3], ids=["head", "background"])
 def test_fp32_on_gpu_matches_tensorflow(assets, backend, graph, golden):
@@ -56,18 +68,11 @@ def test_tensorrt_keeps_frames_on_the_gpu(assets):
 def test_frames_stay_on_the_gpu_from_upload_to_download(assets):
     from realtime.device_frames import DeviceFrames
     from realtime.imageio import read_image
-    from realtime.options import Options
     from realtime.pipeline import Stylizer
     from realtime.records import Frame, Scene
 
     portrait = read_image(asset(assets, "media/portrait_1024.png")).bgr
-    o = Options(
-        model_dir=asset(assets, "models/dctnet/random"),
-        face_model=asset(assets, "models/face_landmarker.task"),
-        quiet=True,
-        backend="tensorrt",
-        precision="fp16",
-    )
+    o = _options(assets, backend="tensorrt", precision="fp16")
     with Stylizer(o) as st:
         assert isinstance(st.frames, DeviceFrames)
         stylized = st.stylize(st.analyze(Frame.still(portrait)))
@@ -136,7 +141,6 @@ def test_every_stage_is_timed_on_the_gpu(assets):
     """Each stage's time reaches the stylizer's timings through a stream on CUDA: a stage
     that times CUDA events must settle them on its own thread (the face finder's stage once
     recorded events there that nothing read: they piled up and its time was lost)."""
-    from realtime.options import Options
     from realtime.pipeline import Stylizer
     from realtime.sinks import MemorySink
     from realtime.sources import FileSource
@@ -144,13 +148,7 @@ def test_every_stage_is_timed_on_the_gpu(assets):
 
     with FileSource(asset(assets, "media/classroom_720p25.mp4")) as source:
         frames = [f for _, f in zip(range(8), source, strict=False)]
-    o = Options(
-        model_dir=asset(assets, "models/dctnet/random"),
-        face_model=asset(assets, "models/face_landmarker.task"),
-        quiet=True,
-        backend="torch",
-        precision="fp32",
-    )
+    o = _options(assets, backend="torch", precision="fp32")
     keep = MemorySink()
     with Stylizer(o, mode="file") as st:
         Stream(st).run(frames, [keep])
