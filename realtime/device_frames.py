@@ -129,7 +129,8 @@ class DeviceFrames:
         f = f * torch.tensor([w / flow.shape[1], h / flow.shape[0]], device=self.device)[:, None, None]
         ys, xs = torch.meshgrid(torch.arange(h, device=self.device), torch.arange(w, device=self.device), indexing="ij")
         grid = torch.stack([(2 * (xs + f[0]) + 1) / w - 1, (2 * (ys + f[1]) + 1) / h - 1], dim=-1)
-        return [_uint8(self._sample(im, grid[None], "border"))[0] for im in images]
+        out = [self._sample(im, grid[None], "border") for im in images]
+        return [_uint8(o)[0] if im.dtype == torch.uint8 else o[0].permute(1, 2, 0) for im, o in zip(images, out, strict=True)]
 
     def paste(
         self, canvas: torch.Tensor, head: torch.Tensor, mask: np.ndarray, inverse: np.ndarray, cover=None
@@ -191,7 +192,11 @@ class DeviceFrames:
         a = self._stretch(slope, out.shape[:2])
         fo = out.float()
         target = carried.float() - fo + a * (src.float() - carried_src.float())
-        return (fo + wt * target + 0.5).clamp_(0, 255).to(torch.uint8)
+        return (fo + wt * target).clamp_(0, 255)
+
+    @staticmethod
+    def rounded(image: torch.Tensor) -> torch.Tensor:
+        return image if image.dtype == torch.uint8 else (image + 0.5).clamp_(0, 255).to(torch.uint8)
 
     def _stretch(self, small: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
         """A small float (h, w, c) NumPy map, uploaded and stretched bilinearly to ``size`` as (H, W, c)."""

@@ -124,14 +124,21 @@ class CpuFrames:
     def follow(out, carried, carried_src, src, slope: np.ndarray, weight: np.ndarray) -> np.ndarray:
         """``out + w * (carried + slope * (src - carried_src) - out)`` (``smoothing``), with the
         float32 ``slope`` (per colour) and uint8 ``weight`` maps stretched to the images. In
-        OpenCV's (threaded) arithmetic: twice NumPy's speed at 720p."""
+        OpenCV's (threaded) arithmetic: twice NumPy's speed at 720p. Float32 in [0, 255],
+        unrounded: it is the smoothing's memory (``rounded`` makes the picture)."""
         h, w = out.shape[:2]
         wt = cv2.resize(weight, (w, h), interpolation=cv2.INTER_LINEAR)
         a = cv2.resize(slope, (w, h), interpolation=cv2.INTER_LINEAR)
         moved = cv2.multiply(a, cv2.subtract(src, carried_src, dtype=cv2.CV_32F))
         target = cv2.add(cv2.subtract(carried, out, dtype=cv2.CV_32F), moved)
         target = cv2.multiply(target, cv2.merge([wt, wt, wt]), scale=1 / 255, dtype=cv2.CV_32F)
-        return cv2.add(target, out, dtype=cv2.CV_8U)
+        state = cv2.add(target, out, dtype=cv2.CV_32F)
+        return np.clip(state, 0, 255, out=state)
+
+    @staticmethod
+    def rounded(image: np.ndarray) -> np.ndarray:
+        """A picture of whole grey levels (uint8) from one in float, rounded."""
+        return image if image.dtype == np.uint8 else cv2.convertScaleAbs(image)  # |x|: x >= 0 here
 
 
 def _obscuring_sigma(box: tuple[int, int, int, int]) -> float:

@@ -147,7 +147,7 @@ class LiveScheduler:
             flow = self._head_flow.backward(small_gray(crop, HEAD_WIDTH), small_gray(key_crop, HEAD_WIDTH))
             image = a.crops[i]
             carried, carried_src = f.along_flow_all([kf.heads[t], f.upload(key_crop)], flow)
-            heads[t] = f.follow(carried, carried, carried_src, image, key_slopes, FULL)
+            heads[t] = f.rounded(f.follow(carried, carried, carried_src, image, key_slopes, FULL))
         return heads
 
     def _ease(self, heads: dict) -> dict:
