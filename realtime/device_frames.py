@@ -129,8 +129,8 @@ class DeviceFrames:
         f = f * torch.tensor([w / flow.shape[1], h / flow.shape[0]], device=self.device)[:, None, None]
         ys, xs = torch.meshgrid(torch.arange(h, device=self.device), torch.arange(w, device=self.device), indexing="ij")
         grid = torch.stack([(2 * (xs + f[0]) + 1) / w - 1, (2 * (ys + f[1]) + 1) / h - 1], dim=-1)
-        out = [self._sample(im, grid[None], "border") for im in images]
-        return [_uint8(o)[0] if im.dtype == torch.uint8 else o[0].permute(1, 2, 0) for im, o in zip(images, out, strict=True)]
+        moved = [(im.dtype, self._sample(im, grid[None], "border")) for im in images]
+        return [_uint8(m)[0] if dtype == torch.uint8 else m[0].permute(1, 2, 0) for dtype, m in moved]
 
     def paste(
         self, canvas: torch.Tensor, head: torch.Tensor, mask: np.ndarray, inverse: np.ndarray, cover=None
