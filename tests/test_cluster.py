@@ -107,15 +107,17 @@ def _plan(clip, segments: int, **options):
 @pytest.mark.parametrize("model", ["identity", "random"])
 def test_a_video_in_segments_on_ray_is_seamless(assets, gop_clip, tmp_path, local_ray, model):
     """A short clip cut into 3 segments at keyframes: every frame and timestamp of the input,
-    the audio copied once, and no seam: with the identity model the frames around each cut
-    match a single-process run to >= 40 dB; with the random model the flicker next to each
-    cut is no worse than in one process, and its frames match that run's to >= 40 dB too (here
-    42.9 / 42.6 dB and 1.04x; with no warm-up 39.8 / 36.1 dB and 1.22x). At the file mode's
-    INT8, as users run it (FP32 costs 4x the time on a 2-core CPU). The smoothing is shortened (heads every frame,
-    0.9 of the strength) so each segment's warm-up (28 frames; 185 at the defaults, longer
-    than this clip) really starts mid-clip, with fresh tracks and filters. (Even away
-    from the cuts two runs differ by about 41 dB at the default --crf 18: x264's rate control
-    looks ahead, and a piece's frames after a cut are coded from a new keyframe.)"""
+    the audio copied once, and no seam in the stylization: the frames around each cut match a
+    single-process run to >= 55 dB, and with the random model their flicker is that run's on
+    the same frames, within 1% (here 60.2 / 64.0 dB and 1.000x; 50.0 / 49.7 dB and 1.028x
+    while the smoothing rounded its memory, which kept a step at each seam; with no warm-up
+    lower still). Written losslessly (--crf 0) so that two encodings of one video do not
+    differ: at a lossy --crf each piece starts on a keyframe, which x264 codes afresh, as it
+    does every keyframe of any file (``scripts/bench.py --only seams`` measures that). At the
+    file mode's INT8, as users run it (FP32 costs 4x the time on a 2-core CPU). The smoothing
+    is shortened (heads every frame, 0.9 of the strength) so each segment's warm-up (28
+    frames; 185 at the defaults, longer than this clip) really starts mid-clip, with fresh
+    tracks and filters."""
     import av
     from media import timestamps
 
@@ -125,8 +127,8 @@ def test_a_video_in_segments_on_ray_is_seamless(assets, gop_clip, tmp_path, loca
     args = [
         "--model-dir", str(asset(assets, f"models/dctnet/{model}")),
         "--face-model", str(asset(assets, "models/face_landmarker.task")),
-        "--quiet", "--crf", "12", "--head-interval", "1", "--smoothing", "0.9",
-    ]  # fmt: skip  (crf 12: two encodings of one video differ by less than what is measured)
+        "--quiet", "--crf", "0", "--head-interval", "1", "--smoothing", "0.9",
+    ]  # fmt: skip
     one, split = tmp_path / "one.mp4", tmp_path / "split.mp4"
     assert video_main([str(gop_clip), str(one), *args]) == 0
     assert video_main([str(gop_clip), str(split), *args, "--ray", "--segments", "3"]) == 0
@@ -141,12 +143,12 @@ def test_a_video_in_segments_on_ray_is_seamless(assets, gop_clip, tmp_path, loca
         assert pa == pb  # copied once, untouched
     ones, splits = _decoded(one), _decoded(split)
     near = sorted({i for s in seams for i in range(s - 5, s + 5)})
-    assert min(psnr(ones[i], splits[i]) for i in near) >= 40
+    assert min(psnr(ones[i], splits[i]) for i in near) >= 55
     if model == "random":  # the flicker next to each cut, against the one-process run's on the same frames
         m = motion(_decoded(gop_clip))
         e_split, e_one = warping_errors(splits, m), warping_errors(ones, m)
         at_split, at_one = np.mean([e_split[i - 1] for i in near]), np.mean([e_one[i - 1] for i in near])
-        assert at_split <= 1.1 * at_one, (at_split, at_one)
+        assert at_split <= 1.01 * at_one, (at_split, at_one)
 
 
 def test_segments_are_cut_at_keyframes_and_overlap_for_warm_up():
