@@ -116,7 +116,7 @@ def video_segments(
     encoder = encoder_for(options, output)
     s = scan(path)
     count, need, options = _pool_size(ray, options, segments or 10**6, workers)
-    parts = plan(s, segments or count, options.background_interval, warm_up(options))
+    parts = plan(s, segments or count, options.background_interval, warm_up(options), options.keyint)
     notes = [] if s.ordered else [f"{path.name}: its timestamps go back; it is stylized in one piece"]
     worker = _video_worker_class(ray).options(**need)
     actors = [worker.remote(options) for _ in range(min(count, len(parts)))]

@@ -120,6 +120,12 @@ class Options:
     codec: str = opt(
         "auto", "video encoder: auto (H.264; VP9 in .webm) or any FFmpeg encoder, e.g. libx265", "encoder"
     )
+    keyint: int = opt(
+        250,
+        "a keyframe on every N-th frame of the source (x264's own interval); --ray cuts segments on them",
+        "encoder",
+        type=int,
+    )
     preset: str = opt(
         "medium",
         "x264/x265 speed preset",
@@ -160,6 +166,8 @@ class Options:
             raise InputError(f"--background-interval must be 1 or more, got {self.background_interval}")
         if self.head_interval < 1:
             raise InputError(f"--head-interval must be 1 or more, got {self.head_interval}")
+        if self.keyint < 1:
+            raise InputError(f"--keyint must be 1 or more, got {self.keyint}")
         if self.work_size < 64:
             raise InputError(f"--work-size must be at least 64, got {self.work_size}")
         if self.max_pixels < 1:
@@ -178,7 +186,7 @@ class Options:
 
     def encoder(self) -> dict:
         """The video encoder's settings, as ``VideoFileSink`` takes them."""
-        return {"codec": self.codec, "crf": self.crf, "preset": self.preset}
+        return {"codec": self.codec, "crf": self.crf, "preset": self.preset, "keyint": self.keyint}
 
     def camera_size(self) -> tuple[int, int] | None:
         if not self.size:

@@ -1,11 +1,14 @@
-"""A long video in segments: cut at keyframes, each segment stylized on its own (another
-process, another machine) and the encoded pieces joined without re-encoding.
+"""A long video in segments: cut on the output's keyframes, each segment stylized on its own
+(another process, another machine) and the encoded pieces joined without re-encoding.
 
 Continuity is the hard part. A segment starts early (``warm_up``: until the smoothing's
 memory of where it started has faded), so face tracks and the recursive smoothing are
 settled at its first kept frame, and runs on past its end to the
 next background keyframe, so the frames it keeps are interpolated from the same keyframes
-as in one run; the schedulers keep their cadence by each frame's place in the file. Pieces
+as in one run; the schedulers keep their cadence by each frame's place in the file. Every
+output has a keyframe on each ``keyint``-th source frame (``sinks.video_frame``) and the
+cuts are made there, so a piece's first frame, a keyframe as it must be, is one that a
+one-process file has too: the encoder codes it afresh in both, and no seam adds one. Pieces
 are MPEG-TS (timestamps at 90 kHz, finer than any common video time base, so they come back
 exact), shifted by ``OFFSET`` so no muxer moves them; every piece has the same encoder
 settings and the joined file takes its audio from the source once.
@@ -98,16 +101,17 @@ def warm_up(options) -> int:
     return SETTLE + max(fades(OUTPUT_WEIGHT), fades(HEAD_WEIGHT) * max(1, options.head_interval))
 
 
-def plan(s: Scan, count: int, lookahead: int, warm_up: int) -> list[Segment]:
-    """At most ``count`` segments of about equal length, cut at keyframes, each started
-    ``warm_up`` frames early and run on ``lookahead`` frames past its end."""
+def plan(s: Scan, count: int, lookahead: int, warm_up: int, keyint: int) -> list[Segment]:
+    """At most ``count`` segments of about equal length, cut on the output's keyframes (every
+    ``keyint``-th frame: ``sinks.video_frame``), each started ``warm_up`` frames early (decoded
+    from the source's keyframe before that) and run on ``lookahead`` frames past its end."""
     n = len(s.pts)
-    if not s.ordered or count <= 1 or len(s.keyframes) < 2:
+    grid = range(keyint, n, keyint)
+    if not s.ordered or count <= 1 or len(s.keyframes) < 2 or not grid:
         cuts = [0, n]
     else:
         targets = [round(i * n / count) for i in range(1, count)]
-        inner = sorted({min(s.keyframes[1:], key=lambda k: abs(k - t)) for t in targets})
-        cuts = [0, *[c for c in inner if 0 < c < n], n]
+        cuts = [0, *sorted({min(grid, key=lambda k: abs(k - t)) for t in targets}), n]
     out = []
     for start, end in itertools.pairwise(cuts):
         warm = max(0, start - warm_up)
@@ -119,27 +123,28 @@ def plan(s: Scan, count: int, lookahead: int, warm_up: int) -> list[Segment]:
 class Piece:
     """One segment's frames, encoded as the final file will be, into an MPEG-TS piece."""
 
-    def __init__(self, path: Path, size: tuple[int, int], fps: float, time_base: Fraction, codec: str, options: dict):
-        from .sinks import _rate
+    def __init__(self, path: Path, size: tuple[int, int], fps: float, time_base: Fraction, encoder: dict):
+        from .sinks import _rate, encoder_options
 
         self.path = path
         self.time_base = time_base
+        self.keyint = encoder["keyint"]
         self.offset = round(OFFSET_SECONDS / time_base)
         self.out = av.open(str(path), "w", format="mpegts")
-        self.video = self.out.add_stream(codec, rate=_rate(fps))
+        self.video = self.out.add_stream(encoder["codec"], rate=_rate(fps))
         w, h = size
         self.video.width, self.video.height = w - w % 2, h - h % 2
         self.video.pix_fmt = "yuv420p"
         self.video.time_base = time_base
         self.video.codec_context.time_base = time_base
-        self.video.options = options
+        self.video.options = encoder_options(encoder["codec"], encoder["crf"], encoder["preset"], self.keyint)
         self.frames = 0
 
     def send(self, frame: Frame, image: np.ndarray) -> None:
-        h, w = self.video.height, self.video.width
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h, :w]), format="bgr24")
-        vf.pts, vf.time_base = frame.pts + self.offset, self.time_base
-        self.out.mux(self.video.encode(vf))
+        from .sinks import video_frame
+
+        size = (self.video.width, self.video.height)
+        self.out.mux(self.video.encode(video_frame(image, size, frame, self.keyint, self.offset)))
         self.frames += 1
 
     def close(self) -> None:
@@ -174,13 +179,11 @@ def frames_of(source, seg: Segment) -> Iterator[Frame]:
 
 def stylize_segment(stylizer, path: Path, seg: Segment, piece: Path, size, fps, time_base, encoder: dict) -> int:
     """Stylize one segment into ``piece``; the number of frames it holds."""
-    from .sinks import encoder_options
     from .sources import FileSource
     from .stream import Stream
 
-    codec, crf, preset = encoder["codec"], encoder["crf"], encoder["preset"]
     with FileSource(path, start=(seg.seek_pts, seg.seek) if seg.seek else None) as source:
-        out = Piece(piece, size, fps, time_base, codec, encoder_options(codec, crf, preset))
+        out = Piece(piece, size, fps, time_base, encoder)
         try:
             Stream(stylizer).run(frames_of(source, seg), [Window(out, seg.start, seg.end)])
         finally:

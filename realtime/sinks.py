@@ -78,15 +78,32 @@ CONTAINERS = {
 _X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
-def encoder_options(codec: str, crf: int, preset: str) -> dict:
+def encoder_options(codec: str, crf: int, preset: str, keyint: int = 250) -> dict:
     """--crf and --preset for the encoder at hand: x264/x265 take them as they are; VP9 gets
-    constant quality at the matching crf (its scale runs to 63) and a speed from the preset."""
+    constant quality at the matching crf (its scale runs to 63) and a speed from the preset.
+    ``keyint``: the longest a group of pictures runs (see ``video_frame``)."""
+    gop = {"g": str(keyint)}
     if codec in ("libx264", "libx265"):
-        return {"crf": str(crf), "preset": preset}
+        return {"crf": str(crf), "preset": preset, "forced-idr": "1", **gop}
     if codec == "libvpx-vp9":
         speed = 8 - _X264_PRESETS.index(preset) if preset in _X264_PRESETS else 4
-        return {"crf": str(min(crf + 13, 63)), "b": "0", "cpu-used": str(speed), "row-mt": "1", "deadline": "good"}
-    return {}
+        quality = {"crf": str(min(crf + 13, 63)), "b": "0"}
+        return {**quality, "cpu-used": str(speed), "row-mt": "1", "deadline": "good", **gop}
+    return gop
+
+
+def video_frame(image: np.ndarray, size: tuple[int, int], frame: Frame, keyint: int, offset: int = 0) -> av.VideoFrame:
+    """``frame``'s picture to encode, cropped to the stream's (even) ``size``, ``offset`` later;
+    a keyframe when ``frame``'s index in its source is a multiple of ``keyint``. Every output thus has its keyframes
+    on the same source frames (where x264 puts them when no scene cut moves them), and a
+    video stylized in segments cut there (``segments``), each piece starting on a keyframe as
+    it must, has them where a one-process file has them: no seam adds one."""
+    w, h = size
+    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h, :w]), format="bgr24")
+    vf.pts, vf.time_base = frame.pts + offset, frame.time_base
+    if frame.index % keyint == 0:
+        vf.pict_type = av.video.frame.PictureType.I
+    return vf
 
 
 class VideoFileSink(Sink):
@@ -113,6 +130,7 @@ class VideoFileSink(Sink):
         codec: str = "auto",
         crf: int = 18,
         preset: str = "medium",
+        keyint: int = 250,
         temporary: bool = True,
         template=None,
     ):
@@ -133,7 +151,7 @@ class VideoFileSink(Sink):
             ) from None
         unique = f".{self.path.stem}.part-{os.getpid()}-{secrets.token_hex(3)}{ext}"  # two runs never share one
         self.tmp = self.path.with_name(unique) if temporary else self.path
-        self.frames = 0
+        self.frames, self.keyint = 0, keyint
         self.notes: list[str] = []  # what the file does not carry over from the source, said once
         if width % 2 or height % 2:
             self.notes.append(
@@ -161,7 +179,7 @@ class VideoFileSink(Sink):
                 self.video.pix_fmt = "yuv420p"
                 self.video.time_base = time_base
                 self.video.codec_context.time_base = time_base
-                self.video.options = encoder_options(codec, crf, preset)
+                self.video.options = encoder_options(codec, crf, preset, keyint)
             if audio_from is not None:
                 self._open_audio(Path(audio_from), kind)
         except InputError:
@@ -227,9 +245,8 @@ class VideoFileSink(Sink):
                         self.out.mux(out.encode(f))
 
     def send(self, frame: Frame, image: np.ndarray) -> None:
-        h, w = self.video.height, self.video.width
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h, :w]), format="bgr24")
-        vf.pts, vf.time_base = frame.pts, frame.time_base
+        size = (self.video.width, self.video.height)
+        vf = video_frame(image, size, frame, self.keyint)
         try:
             self._mux_audio_until(frame.seconds)
             self.out.mux(self.video.encode(vf))

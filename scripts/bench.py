@@ -497,10 +497,8 @@ def ray_bench(model_dir: Path, face_model: Path, assets: Path, folder: Path, con
     for r in runs:
         r["fps"] = round(frames / r["seconds"], 2)
         r["x_single"] = round(single / r["seconds"], 2)
-    extra = {
-        n: sum(s.stop - s.warm - (s.end - s.start) for s in plan(scan(clip), n, o.background_interval, warm_up(o)))
-        for n in (4, 8)
-    }
+    parts = {n: plan(scan(clip), n, o.background_interval, warm_up(o), o.keyint) for n in (4, 8)}
+    extra = {n: sum(s.stop - s.warm - (s.end - s.start) for s in p) for n, p in parts.items()}
     overhead = {
         "start_up_s": round(start_up, 2),
         "task_round_trip_ms_median": round(1000 * float(np.median(trips)), 2),
@@ -510,15 +508,14 @@ def ray_bench(model_dir: Path, face_model: Path, assets: Path, folder: Path, con
     return {"clip": clip.name, "frames": frames, "runs": runs, "overhead": overhead, "cpu": _cpu_name()}
 
 
-def seam_bench(
-    model_dir: Path, face_model: Path, assets: Path, folder: Path, console: Console, crf: int = 18, warm_ups=None
-) -> dict:
+def seam_bench(model_dir: Path, face_model: Path, assets: Path, folder: Path, console: Console, warm_ups=None) -> dict:
     """Whether a video cut into segments shows its seams: the 30 s clip (at 640x360, a
-    keyframe every 50 frames), ``cartoon-video`` defaults, in one process and in 4 segments
+    keyframe every 50 frames), ``cartoon-video`` defaults, in one process and in up to 4 segments
     stylized one after another by one Stylizer (a Ray worker's work, without Ray), for
-    several warm-ups. Per frame the warping error (random model: the flicker measure) and the
-    PSNR against the one-process file; near a seam (the 5 frames either side) against the
-    rest."""
+    several warm-ups; written losslessly (the stylization alone) and at the default --crf.
+    Per frame the warping error (random model: the flicker measure) and the PSNR against the
+    one-process file; near a seam (the 5 frames either side) against the rest, and, for what
+    the encoder does at any keyframe, near the one-process file's own keyframes."""
     import tempfile
 
     from realtime.cli import video_main
@@ -526,53 +523,68 @@ def seam_bench(
     from realtime.segments import encoder_for, join, plan, scan, stylize_segment, warm_up
 
     clip = ray_clip(assets, folder, size=(640, 360))
-    o = _settled(Options(model_dir=model_dir, face_model=face_model, quiet=True, crf=crf, **VIDEO_PRESET))
     s = scan(clip)
     with FileSource(clip) as src:
         m = motion([f.image for f in src])
+
+    def near(cuts) -> tuple[list[int], list[int]]:
+        close = sorted({i for c in cuts for i in range(c - 5, c + 5)})
+        return close, [i for i in range(1, len(s.pts)) if i not in close]
+
+    def mean(errors, frames) -> float:
+        return float(np.mean([errors[i - 1] for i in frames]))
+
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        one = Path(tmp) / "one.mp4"
-        args = ["--model-dir", str(model_dir), "--face-model", str(face_model), "--quiet", "--crf", str(crf)]
-        assert video_main([str(clip), str(one), *args]) == 0
-        ones = _decoded(one)
-        e_one = warping_errors(ones, m)
-        for warm in warm_ups or sorted({0, 50, 100, warm_up(o)}):
-            parts = plan(s, 4, o.background_interval, warm)
-            seams = [p.start for p in parts[1:]]
-            near = sorted({i for c in seams for i in range(c - 5, c + 5)})
-            rest = [i for i in range(1, len(s.pts)) if i not in near]
-            out = Path(tmp) / f"split{warm}.mp4"
-            encoder = encoder_for(o, out)
-            pieces = [Path(tmp) / f"{warm}_{i}.ts" for i in range(len(parts))]
-            t = time.perf_counter()
-            with Stylizer(o, mode=MODES["file"]) as stylizer:
-                for seg, piece in zip(parts, pieces, strict=True):
-                    stylize_segment(stylizer, clip, seg, piece, s.size, s.fps, s.time_base, encoder)
-            join(pieces, out, clip, s.fps, s.time_base, s.size, encoder)
-            seconds = time.perf_counter() - t
-            splits = _decoded(out)
-            e_split = warping_errors(splits, m)
-            near_split, near_one = np.mean([e_split[i - 1] for i in near]), np.mean([e_one[i - 1] for i in near])
-            rest_split, rest_one = np.mean([e_split[i - 1] for i in rest]), np.mean([e_one[i - 1] for i in rest])
-            row = {
-                "warm_up": warm,
-                "seams": seams,
-                "seconds": round(seconds, 1),
-                "flicker_near_seams": round(float(near_split), 3),
-                "one_process_same_frames": round(float(near_one), 3),
-                "x_one_process_near": round(float(near_split / near_one), 3),
-                "x_one_process_elsewhere": round(float(rest_split / rest_one), 3),
-                # the same output's flicker near its seams against elsewhere in it, and the
-                # one-process file's on the same frames (what the content alone gives)
-                "near_x_elsewhere": round(float(near_split / rest_split), 3),
-                "one_process_near_x_elsewhere": round(float(near_one / rest_one), 3),
-                "psnr_vs_one_near_min": round(float(min(psnr(ones[i], splits[i]) for i in near)), 2),
-                "psnr_vs_one_elsewhere_median": round(float(np.median([psnr(ones[i], splits[i]) for i in rest])), 2),
-            }
-            rows.append(row)
-            console.print(row)
-    return {"clip": clip.name, "frames": len(s.pts), "crf": crf, "default_warm_up": warm_up(o), "rows": rows}
+    for crf in (0, Options().crf):
+        o = _settled(Options(model_dir=model_dir, face_model=face_model, quiet=True, crf=crf, **VIDEO_PRESET))
+        with tempfile.TemporaryDirectory() as tmp:
+            one = Path(tmp) / "one.mp4"
+            args = ["--model-dir", str(model_dir), "--face-model", str(face_model), "--quiet", "--crf", str(crf)]
+            assert video_main([str(clip), str(one), *args]) == 0
+            ones = _decoded(one)
+            e_one = warping_errors(ones, m)
+            own = [k for k in scan(one).keyframes if k > 0]
+            by_own, away = near(own)
+            for warm in warm_ups or sorted({0, warm_up(o)}):
+                parts = plan(s, 4, o.background_interval, warm, o.keyint)
+                seams = [p.start for p in parts[1:]]
+                by_seam, rest = near(seams)
+                out = Path(tmp) / f"split{warm}.mp4"
+                encoder = encoder_for(o, out)
+                pieces = [Path(tmp) / f"{warm}_{i}.ts" for i in range(len(parts))]
+                t = time.perf_counter()
+                with Stylizer(o, mode=MODES["file"]) as stylizer:
+                    for seg, piece in zip(parts, pieces, strict=True):
+                        stylize_segment(stylizer, clip, seg, piece, s.size, s.fps, s.time_base, encoder)
+                join(pieces, out, clip, s.fps, s.time_base, s.size, encoder)
+                seconds = time.perf_counter() - t
+                splits = _decoded(out)
+                e_split = warping_errors(splits, m)
+                db = [psnr(a, b) for a, b in zip(ones, splits, strict=True)]
+                row = {
+                    "crf": crf,
+                    "warm_up": warm,
+                    "seams": seams,
+                    "seconds": round(seconds, 1),
+                    "flicker_near_seams": round(mean(e_split, by_seam), 3),
+                    "one_process_same_frames": round(mean(e_one, by_seam), 3),
+                    "x_one_process_near": round(mean(e_split, by_seam) / mean(e_one, by_seam), 3),
+                    "x_one_process_elsewhere": round(mean(e_split, rest) / mean(e_one, rest), 3),
+                    # the segmented output's flicker near its seams against elsewhere in it, the
+                    # one-process file's on the same frames (what the content alone gives), and
+                    # that file's near its own keyframes (what the encoder gives any keyframe)
+                    "near_x_elsewhere": round(mean(e_split, by_seam) / mean(e_split, rest), 3),
+                    "one_process_near_x_elsewhere": round(mean(e_one, by_seam) / mean(e_one, rest), 3),
+                    "one_process_keyframes": own,
+                    "one_process_own_keyframes_x_elsewhere": round(mean(e_one, by_own) / mean(e_one, away), 3)
+                    if own
+                    else None,
+                    "psnr_vs_one_near_min": round(float(min(db[i] for i in by_seam)), 2),
+                    "psnr_vs_one_elsewhere_median": round(float(np.median([db[i] for i in rest])), 2),
+                }
+                rows.append(row)
+                console.print(row)
+    return {"clip": clip.name, "frames": len(s.pts), "default_warm_up": warm_up(o), "rows": rows}
 
 
 def live_clips(assets: Path, folder: Path) -> list[Path]:
@@ -703,13 +715,16 @@ def main(argv: list[str] | None = None) -> int:
         seams = results["seams"] = seam_bench(args.model_dir, face, assets, Path("bench-results/clips"), console)
         console.print(
             _table(
-                f"segment seams on {seams['clip']} ({seams['frames']} frames, 4 segments; "
+                f"segment seams on {seams['clip']} ({seams['frames']} frames, up to 4 segments; "
                 f"default warm-up {seams['default_warm_up']} frames)",
-                ("warm-up", "flicker near seams", "x one process near", "x one process elsewhere",
+                ("crf", "warm-up", "flicker near seams", "x one process near", "x one process elsewhere",
+                 "near seams x elsewhere", "one process, same frames", "one process, near its keyframes",
                  "PSNR vs one, near (min)", "elsewhere (median)"),
                 [
-                    (str(r["warm_up"]), f"{r['flicker_near_seams']:.3f}", f"{r['x_one_process_near']:.3f}",
-                     f"{r['x_one_process_elsewhere']:.3f}", f"{r['psnr_vs_one_near_min']:.1f}",
+                    (str(r["crf"]), str(r["warm_up"]), f"{r['flicker_near_seams']:.3f}",
+                     f"{r['x_one_process_near']:.3f}", f"{r['x_one_process_elsewhere']:.3f}",
+                     f"{r['near_x_elsewhere']:.3f}", f"{r['one_process_near_x_elsewhere']:.3f}",
+                     str(r["one_process_own_keyframes_x_elsewhere"]), f"{r['psnr_vs_one_near_min']:.1f}",
                      f"{r['psnr_vs_one_elsewhere_median']:.1f}")
                     for r in seams["rows"]
                 ],

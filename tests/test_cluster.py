@@ -101,7 +101,7 @@ def _plan(clip, segments: int, **options):
     from realtime.segments import plan, scan, warm_up
 
     o = Options(**{**MODES["file"].preset, **options})
-    return plan(scan(clip), segments, o.background_interval, warm_up(o))
+    return plan(scan(clip), segments, o.background_interval, warm_up(o), o.keyint)
 
 
 @pytest.mark.parametrize("model", ["identity", "random"])
@@ -127,12 +127,12 @@ def test_a_video_in_segments_on_ray_is_seamless(assets, gop_clip, tmp_path, loca
     args = [
         "--model-dir", str(asset(assets, f"models/dctnet/{model}")),
         "--face-model", str(asset(assets, "models/face_landmarker.task")),
-        "--quiet", "--crf", "0", "--head-interval", "1", "--smoothing", "0.9",
+        "--quiet", "--crf", "0", "--head-interval", "1", "--smoothing", "0.9", "--keyint", "25",
     ]  # fmt: skip
     one, split = tmp_path / "one.mp4", tmp_path / "split.mp4"
     assert video_main([str(gop_clip), str(one), *args]) == 0
     assert video_main([str(gop_clip), str(split), *args, "--ray", "--segments", "3"]) == 0
-    parts = _plan(gop_clip, 3, head_interval=1, smoothing=0.9)
+    parts = _plan(gop_clip, 3, head_interval=1, smoothing=0.9, keyint=25)
     seams = [p.start for p in parts[1:]]
     assert seams == [50, 75], seams  # keyframes every 25 frames; targets 42 and 84
     assert [(p.seek, p.warm) for p in parts[1:]] == [(0, 22), (25, 47)]  # the later one starts afresh mid-clip
@@ -151,17 +151,19 @@ def test_a_video_in_segments_on_ray_is_seamless(assets, gop_clip, tmp_path, loca
         assert at_split <= 1.01 * at_one, (at_split, at_one)
 
 
-def test_segments_are_cut_at_keyframes_and_overlap_for_warm_up():
+def test_segments_are_cut_on_output_keyframes_and_overlap_for_warm_up():
     from fractions import Fraction
 
     from realtime.segments import Scan, plan
 
-    s = Scan(tuple(range(0, 1000 * 512, 512)), tuple(range(0, 1000, 50)), Fraction(1, 12800), 25.0, (64, 64), True)
-    parts = plan(s, 3, 4, 120)
+    s = Scan(tuple(range(0, 1000 * 512, 512)), tuple(range(0, 1000, 60)), Fraction(1, 12800), 25.0, (64, 64), True)
+    parts = plan(s, 3, 4, 120, keyint=50)
     assert [(p.start, p.end) for p in parts] == [(0, 350), (350, 650), (650, 1000)]  # every frame once
     assert [p.warm for p in parts] == [0, 350 - 120, 650 - 120]  # started early
-    assert all(p.seek <= p.warm and p.seek in s.keyframes for p in parts)  # from a keyframe before that
+    assert [p.seek for p in parts] == [0, 180, 480]  # decoded from the source's keyframe before that
     assert [p.stop for p in parts] == [354, 654, 1000]  # on to the next background keyframe
+    assert [(p.start, p.end) for p in plan(s, 3, 4, 120, keyint=250)] == [(0, 250), (250, 750), (750, 1000)]
+    assert len(plan(s, 3, 4, 120, keyint=1000)) == 1  # no keyframe to cut on but the first
     from realtime.options import MODES, Options
     from realtime.segments import warm_up
 
@@ -171,7 +173,7 @@ def test_segments_are_cut_at_keyframes_and_overlap_for_warm_up():
     assert warm_up(Options(**{**preset, "head_interval": 1, "smoothing": 0.5})) == 8 + 5
     assert warm_up(Options(**{**preset, "smoothing": 0})) == 8  # tracks and keyframes only
     unordered = Scan(s.pts, s.keyframes, s.time_base, s.fps, s.size, False)
-    assert [(p.start, p.end) for p in plan(unordered, 3, 4, 120)] == [(0, 1000)]  # times that go back: one piece
+    assert [(p.start, p.end) for p in plan(unordered, 3, 4, 120, 50)] == [(0, 1000)]  # times that go back: one piece
 
 
 def test_segments_without_ray_is_one_line(assets, tiny_models, gop_clip, tmp_path, capsys):

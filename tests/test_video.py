@@ -89,6 +89,24 @@ def test_smoothing_reduces_flicker(assets, tmp_path):
     assert scores[1.0] < 0.85 * scores[0.0], scores
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_keyframes_fall_on_every_keyint_th_source_frame(assets, tiny_models, tmp_path, suffix):
+    """Every output has a keyframe on source frames 0, N, 2N, ... (--keyint N), wherever
+    else the encoder puts one: a video stylized in segments is cut there (``segments``), and
+    a piece's first frame, a keyframe as it must be, is then one a one-process file has too.
+    (x264 on its own put them only where its counter from the last one ran out.)"""
+    from realtime.segments import scan
+
+    images = frames_of(asset(assets, "media/classroom_720p25.mp4"), 45, (320, 180))
+    images[10:] = [255 - im[:, ::-1] for im in images[10:]]  # a scene cut: the encoder's counter restarts
+    clip = write_video(tmp_path / "in.mp4", images)
+    out = tmp_path / f"out{suffix}"
+    assert video_main([str(clip), str(out), *_args(assets, tiny_models, "--keyint", "20", "--smoothing", "0")]) == 0
+    keys = scan(out).keyframes
+    assert {0, 20, 40} <= set(keys) and len(keys) <= 5, keys
+    assert video_main([str(clip), str(out), *_args(assets, tiny_models, "--keyint", "0")]) == 1
+
+
 def test_rotated_clip_is_written_upright(assets, tiny_models, tmp_path):
     imgs = []
     for _ in range(8):
