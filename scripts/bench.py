@@ -460,14 +460,15 @@ def ray_bench(model_dir: Path, face_model: Path, assets: Path, folder: Path, con
     from realtime.segments import plan, scan, warm_up
 
     clip = ray_clip(assets, folder)
-    o = _settled(Options(model_dir=model_dir, face_model=face_model, quiet=True, **VIDEO_PRESET))
+    gop = 50  # the clip's own keyframes, so 8 segments have places to be cut (250 would allow 3)
+    o = _settled(Options(model_dir=model_dir, face_model=face_model, quiet=True, keyint=gop, **VIDEO_PRESET))
     frames = len(scan(clip).pts)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         from realtime.cli import video_main
 
         t = time.perf_counter()
-        args = ["--model-dir", str(model_dir), "--face-model", str(face_model), "--quiet"]
+        args = ["--model-dir", str(model_dir), "--face-model", str(face_model), "--quiet", "--keyint", str(gop)]
         assert video_main([str(clip), str(Path(tmp) / "one.mp4"), *args]) == 0
         single = time.perf_counter() - t
         runs.append({"run": "one process", "seconds": round(single, 1)})
