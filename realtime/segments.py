@@ -127,7 +127,6 @@ class Piece:
         from .sinks import _rate, encoder_options
 
         self.path = path
-        self.time_base = time_base
         self.keyint = encoder["keyint"]
         self.offset = round(OFFSET_SECONDS / time_base)
         self.out = av.open(str(path), "w", format="mpegts")

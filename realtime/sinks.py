@@ -93,11 +93,12 @@ def encoder_options(codec: str, crf: int, preset: str, keyint: int = 250) -> dic
 
 
 def video_frame(image: np.ndarray, size: tuple[int, int], frame: Frame, keyint: int, offset: int = 0) -> av.VideoFrame:
-    """``frame``'s picture to encode, cropped to the stream's (even) ``size``, ``offset`` later;
-    a keyframe when ``frame``'s index in its source is a multiple of ``keyint``. Every output thus has its keyframes
-    on the same source frames (where x264 puts them when no scene cut moves them), and a
-    video stylized in segments cut there (``segments``), each piece starting on a keyframe as
-    it must, has them where a one-process file has them: no seam adds one."""
+    """``frame``'s picture to encode, cropped to the stream's (even) ``size``, ``offset``
+    later; a keyframe when ``frame``'s index in its source is a multiple of ``keyint``. Every
+    output thus has keyframes on the same source frames (where x264 puts them when no scene
+    cut moves them), and a video stylized in segments cut there (``segments``), each piece
+    starting on a keyframe as it must, has them where a one-process file has them: no seam
+    adds one."""
     w, h = size
     vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h, :w]), format="bgr24")
     vf.pts, vf.time_base = frame.pts + offset, frame.time_base
