@@ -106,12 +106,12 @@ def plan(s: Scan, count: int, lookahead: int, warm_up: int, keyint: int) -> list
     ``keyint``-th frame: ``sinks.video_frame``), each started ``warm_up`` frames early (decoded
     from the source's keyframe before that) and run on ``lookahead`` frames past its end."""
     n = len(s.pts)
-    grid = range(keyint, n, keyint)
-    if not s.ordered or count <= 1 or len(s.keyframes) < 2 or not grid:
+    last = (n - 1) // keyint  # the grid: keyint, 2 keyint, ... last keyint (< n)
+    if not s.ordered or count <= 1 or len(s.keyframes) < 2 or last < 1:
         cuts = [0, n]
     else:
-        targets = [round(i * n / count) for i in range(1, count)]
-        cuts = [0, *sorted({min(grid, key=lambda k: abs(k - t)) for t in targets}), n]
+        nearest = {min(max(round(i * n / count / keyint), 1), last) * keyint for i in range(1, count)}
+        cuts = [0, *sorted(nearest), n]
     out = []
     for start, end in itertools.pairwise(cuts):
         warm = max(0, start - warm_up)

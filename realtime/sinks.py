@@ -81,8 +81,9 @@ _X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium
 def encoder_options(codec: str, crf: int, preset: str, keyint: int = 250) -> dict:
     """--crf and --preset for the encoder at hand: x264/x265 take them as they are; VP9 gets
     constant quality at the matching crf (its scale runs to 63) and a speed from the preset.
-    ``keyint``: the longest a group of pictures runs (see ``video_frame``)."""
-    gop = {"g": str(keyint)}
+    ``keyint``: the grid of keyframes ``video_frame`` forces. The encoder's own limit is one
+    more: told the grid's interval, x264 also put a keyframe on the frame before each one."""
+    gop = {"g": str(keyint + 1)}
     if codec in ("libx264", "libx265"):
         return {"crf": str(crf), "preset": preset, "forced-idr": "1", **gop}
     if codec == "libvpx-vp9":

@@ -107,6 +107,22 @@ def test_keyframes_fall_on_every_keyint_th_source_frame(assets, tiny_models, tmp
     assert video_main([str(clip), str(out), *_args(assets, tiny_models, "--keyint", "0")]) == 1
 
 
+def test_a_keyframe_grid_adds_no_keyframe_of_its_own(tmp_path):
+    """Only the grid's keyframes on a steadily moving picture: told the same interval as the
+    grid (``g`` = keyint), x264 also put one on each frame before a grid keyframe (0, 24, 25,
+    49, 50, 74, 75), two I-frames in a row, a pulse next to every seam."""
+    from realtime.segments import scan
+    from realtime.sinks import VideoFileSink
+
+    ramp = (np.arange(64)[None, :, None] * 3).astype(np.uint8).repeat(48, 0).repeat(3, 2)
+    out = tmp_path / "ramp.mp4"
+    with VideoFileSink(out, 64, 48, 25.0, Fraction(1, 1000), None, keyint=25) as sink:
+        for i in range(100):
+            image = ((ramp.astype(int) + 2 * i) % 256).astype(np.uint8)
+            sink.send(Frame(image, i * 40, Fraction(1, 1000), i, 0.0), image)
+    assert scan(out).keyframes == (0, 25, 50, 75)
+
+
 def test_rotated_clip_is_written_upright(assets, tiny_models, tmp_path):
     imgs = []
     for _ in range(8):
