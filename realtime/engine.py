@@ -16,9 +16,7 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import import_module, metadata
@@ -363,8 +361,7 @@ def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, l
         )
 
     def fill(tmp: Path) -> None:
-        with _silenced(log is None):  # a quiet run: no progress bars of the builders' own (NNCF's)
-            artifact = b.build(graph, spec, tmp, onnx, cache_dir(root) / "engines")
+        artifact = b.build(graph, spec, tmp, onnx, cache_dir(root) / "engines")
         (tmp / "key.json").write_text(json.dumps({**key, "artifact": artifact.name}, indent=1))
 
     try:
@@ -378,33 +375,6 @@ def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, l
         onnx = export_onnx(graph, root, fp16=fp16)
         _atomic_dir(final, fill)
     return _cached(final, "key.json")
-
-
-_quiet_builds = 0  # builds running under a quiet run, any thread
-_quiet_lock = threading.Lock()
-
-
-@contextmanager
-def _silenced(quiet: bool):
-    """While ``quiet``, no progress bars from the builders (NNCF draws rich's on rich's
-    global console, as ours do when not quiet). Counted, so that overlapping builds on
-    several threads (the web app's) keep it quiet until the last ends; other output and
-    sys.stdout are untouched."""
-    global _quiet_builds
-    if not quiet:
-        yield
-        return
-    from rich import get_console
-
-    with _quiet_lock:
-        _quiet_builds += 1
-        get_console().quiet = True
-    try:
-        yield
-    finally:
-        with _quiet_lock:
-            _quiet_builds -= 1
-            get_console().quiet = _quiet_builds > 0
 
 
 def load_engine(

@@ -1,4 +1,4 @@
-"""OpenVINO on the CPU: FP32, BF16 (where the CPU has it) and INT8 calibrated with NNCF."""
+"""OpenVINO on the CPU: FP32, BF16 (where the CPU has it) and INT8 (``ov_int8``)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class OpenVinoEngine(Engine):
 class OpenVinoBackend(Backend):
     name = "openvino"
     precisions = ("fp32", "bf16", "int8")
-    needs = ("openvino", "nncf")
+    needs = ("openvino",)
 
     @classmethod
     def unavailable(cls, device: str) -> str | None:
@@ -67,12 +67,20 @@ class OpenVinoBackend(Backend):
         return None
 
     @classmethod
+    def runtime_id(cls) -> dict[str, str]:
+        from .ov_int8 import REVISION
+
+        return {**super().runtime_id(), "ov_int8": str(REVISION)}
+
+    @classmethod
     def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path, shared: Path) -> Path:
         ov = openvino()
         with no_telemetry():
             model = ov.convert_model(str(onnx))
             if spec.precision == "int8":
-                model = quantize(model, calibration_images(spec.role))
+                from .ov_int8 import quantize
+
+                model = quantize(model, calibration_images(spec.role), shared_core())
         out = out_dir / "model.xml"
         ov.save_model(model, str(out), compress_to_fp16=False)
         return out
@@ -102,11 +110,9 @@ def openvino():
 
 @contextmanager
 def no_telemetry():
-    """OpenVINO (on import and on each conversion) and NNCF report their use to Google
-    Analytics, from a forked process, unless the user declined in ~/intel; nobody using
-    cartoon-cam asked for that. Both stand down in CI environments (their switches: CI=true,
-    read when each starts a session; NNCF_CI, read when nncf is first imported)."""
-    os.environ.setdefault("NNCF_CI", "1")
+    """OpenVINO reports its use (on import and on each conversion) to Google Analytics, from a
+    forked process, unless the user declined in ~/intel; nobody using cartoon-cam asked for
+    that. It stands down in CI environments (CI=true, read when it starts a session)."""
     before = os.environ.get("CI")
     os.environ["CI"] = "true"
     try:
@@ -116,16 +122,6 @@ def no_telemetry():
             os.environ.pop("CI", None)
         else:
             os.environ["CI"] = before
-
-
-def quantize(model, images: list[np.ndarray]):
-    """Post-training INT8 with NNCF. The MIXED preset (asymmetric activations) keeps the
-    signed, off-centre activations of the generator: about 14 dB better PSNR than the
-    default symmetric preset on the random-weights head."""
-    import nncf
-
-    data = nncf.Dataset([img[None] for img in images])
-    return nncf.quantize(model, data, preset=nncf.QuantizationPreset.MIXED, subset_size=len(images))
 
 
 BACKEND = OpenVinoBackend
