@@ -62,26 +62,37 @@ def test_batch_of_faces_equals_one_by_one(assets, backend):
         assert np.abs(out[k].astype(int) - single).max() <= 1
 
 
-@pytest.mark.parametrize("backend,precision,floor", [("openvino", "int8", 42.0), ("openvino", "bf16", 40.0)])
-def test_reduced_precision_psnr(assets, backend, precision, floor):
-    """Reduced precisions are judged by PSNR against FP32 on the random-weights head."""
-    ref = _engine(assets, HEAD, "torch")
-    engine = _engine(assets, HEAD, backend, precision)
-    for inp, _, _ in goldens(asset(assets, "fixtures/dctnet_head_golden.npz")):
+@pytest.mark.parametrize(
+    "graph,golden,backend,precision,floor",
+    [
+        (HEAD, "fixtures/dctnet_head_golden.npz", "openvino", "int8", 45.0),
+        ("models/dctnet/identity/cartoon_h.pb", "fixtures/identity_golden.npz", "openvino", "int8", 45.0),
+        (HEAD, "fixtures/dctnet_head_golden.npz", "openvino", "bf16", 40.0),
+    ],
+    ids=["int8-random", "int8-identity", "bf16-random"],
+)
+def test_reduced_precision_psnr(assets, graph, golden, backend, precision, floor):
+    """Reduced precisions are judged by PSNR against FP32: on the random-weights head, and
+    on the identity model, whose output (its input through the guided filter) shows what
+    the filter loses (its box filters quantized, it came back at 37 dB, and at 8 dB on a
+    packaged photo)."""
+    ref = _engine(assets, graph, "torch")
+    engine = _engine(assets, graph, backend, precision)
+    for inp, _, _ in goldens(asset(assets, golden)):
         value = psnr(engine(inp[None])[0], ref(inp[None])[0])
         assert value >= floor, f"{backend} {precision}: {value:.1f} dB < {floor}"
 
 
 def test_int8_engines_run_their_convolutions_in_int8(assets):
     """The PSNR floor alone would pass a model left in float: the compiled graph must run
-    its convolutions on 8-bit integers (all but the first, whose input is the image)."""
+    the generator's convolutions on 8-bit integers (all 17 that read more than 3 channels)."""
     engine = _engine(assets, HEAD, "openvino", "int8")
     engine(np.zeros((1, 288, 288, 3), np.uint8))
     (request,) = engine._compiled.values()
     ops = request.get_compiled_model().get_runtime_model().get_ops()
-    convs = [op.get_rt_info()["runtimePrecision"].astype(str) for op in ops
-             if op.get_rt_info()["layerType"].astype(str) == "Convolution"]
-    assert len(convs) == 25 and convs.count("u8") + convs.count("i8") >= 24, convs
+    info = [op.get_rt_info() for op in ops]
+    convs = [i["runtimePrecision"].astype(str) for i in info if i["layerType"].astype(str) == "Convolution"]
+    assert convs.count("u8") + convs.count("i8") >= 17, convs
 
 
 def test_shapes_must_be_multiples_of_four(assets):
