@@ -28,6 +28,7 @@ import numpy as np
 
 from .errors import InputError, OutputError
 from .records import Frame
+from .sinks import CONTAINERS, VideoFileSink, _rate, encoder_options, video_frame
 
 FORGOTTEN = 0.05  # a segment's first kept frame owes at most this share to where its warm-up began
 SETTLE = 8  # frames for face tracks and the background keyframes to settle without smoothing
@@ -124,8 +125,6 @@ class Piece:
     """One segment's frames, encoded as the final file will be, into an MPEG-TS piece."""
 
     def __init__(self, path: Path, size: tuple[int, int], fps: float, time_base: Fraction, encoder: dict):
-        from .sinks import _rate, encoder_options
-
         self.path = path
         self.keyint = encoder["keyint"]
         self.offset = round(OFFSET_SECONDS / time_base)
@@ -140,8 +139,6 @@ class Piece:
         self.frames = 0
 
     def send(self, frame: Frame, image: np.ndarray) -> None:
-        from .sinks import video_frame
-
         size = (self.video.width, self.video.height)
         self.out.mux(self.video.encode(video_frame(image, size, frame, self.keyint, self.offset)))
         self.frames += 1
@@ -194,8 +191,6 @@ def stylize_segment(stylizer, path: Path, seg: Segment, piece: Path, size, fps, 
 
 def encoder_for(options, output: Path) -> dict:
     """The encoder settings every piece shares: the output's codec, which MPEG-TS must hold."""
-    from .sinks import CONTAINERS
-
     kind = CONTAINERS.get(output.suffix.lower())
     if kind is None:
         raise InputError(f"cannot write {output.name}: use .mp4, .mov or .mkv")
@@ -208,8 +203,6 @@ def encoder_for(options, output: Path) -> dict:
 def join(pieces: list[Path], output: Path, source: Path, fps: float, time_base: Fraction, size, encoder: dict):
     """The pieces, in order, into ``output`` without re-encoding, with the source's audio;
     returns the finished sink (its ``notes`` say what was left out)."""
-    from .sinks import VideoFileSink
-
     offset = round(OFFSET_SECONDS / time_base)
     containers = [av.open(str(p)) for p in pieces]
     try:

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..calibration import calibration_images
 from ..engine import Backend, Engine, EngineSpec
+from .ov_int8 import REVISION, quantize
 
 
 @cache
@@ -69,8 +70,6 @@ class OpenVinoBackend(Backend):
 
     @classmethod
     def runtime_id(cls) -> dict[str, str]:
-        from .ov_int8 import REVISION
-
         return {**super().runtime_id(), "ov_int8": str(REVISION)}
 
     @classmethod
@@ -79,8 +78,6 @@ class OpenVinoBackend(Backend):
         with no_telemetry():
             model = ov.convert_model(str(onnx))
             if spec.precision == "int8":
-                from .ov_int8 import quantize
-
                 model = quantize(model, calibration_images(spec.role), shared_core())
         out = out_dir / "model.xml"
         ov.save_model(model, str(out), compress_to_fp16=False)
