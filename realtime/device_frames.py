@@ -194,6 +194,10 @@ class DeviceFrames:
         target = carried.float() - fo + a * (src.float() - carried_src.float())
         return (fo + wt * target).clamp_(0, 255)
 
+    def follow_source(self, carried, carried_src, src, slope: np.ndarray) -> torch.Tensor:
+        a = self._stretch(slope, carried.shape[:2])
+        return (carried.float() + a * (src.float() - carried_src.float())).clamp_(0, 255)
+
     @staticmethod
     def rounded(image: torch.Tensor) -> torch.Tensor:
         return image if image.dtype == torch.uint8 else (image + 0.5).clamp_(0, 255).to(torch.uint8)

@@ -49,10 +49,8 @@ class Flow:
         fh, fw = flow.shape[:2]
         if (fh, fw) != (h, w):
             flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
-            flow *= np.float32([w / fw, h / fh])
-            flow += _grid(h, w)  # absolute sampling positions, in place on our own copy
-        else:
-            flow = flow + _grid(h, w)
+            flow = cv2.multiply(flow, (w / fw, h / fh, 0, 0))  # per channel; NumPy's broadcast: 4x the time
+        flow = cv2.add(flow, _grid(h, w))  # absolute sampling positions
         return [cv2.remap(im, flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for im in images]
 
 

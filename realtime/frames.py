@@ -136,9 +136,34 @@ class CpuFrames:
         return np.clip(state, 0, 255, out=state)
 
     @staticmethod
+    def follow_source(carried, carried_src, src, slope: np.ndarray) -> np.ndarray:
+        """``follow`` at full weight: ``carried + slope * (src - carried_src)``, in [0, 255]
+        (float32), for a result that replaces what was shown (a live head); half the work."""
+        h, w = carried.shape[:2]
+        a = cv2.resize(slope, (w, h), interpolation=cv2.INTER_LINEAR)
+        state = cv2.add(cv2.multiply(a, cv2.subtract(src, carried_src, dtype=cv2.CV_32F)), carried, dtype=cv2.CV_32F)
+        return np.clip(state, 0, 255, out=state)
+
+    @staticmethod
     def rounded(image: np.ndarray) -> np.ndarray:
         """A picture of whole grey levels (uint8) from one in float, rounded."""
         return image if image.dtype == np.uint8 else cv2.convertScaleAbs(image)  # |x|: x >= 0 here
+
+
+def shrink(image: np.ndarray, w: int, h: int) -> np.ndarray:
+    """``image`` averaged down to ``w`` x ``h`` (OpenCV's area resize). That is quick only by
+    whole factors (720p to 360p: 0.3 ms; to 288p: 3.3 ms), so a picture at least twice the
+    size asked for is halved first, as often as it can be; the rest, under 1.5x after a
+    halving has smoothed it, is interpolated. 720p to 288p: 0.65 ms, 43 dB from one area
+    resize. Under 2x nothing changes."""
+    halved = False
+    while image.shape[1] >= 2 * w and image.shape[0] >= 2 * h:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        halved = True
+    if image.shape[:2] == (h, w):
+        return image
+    linear = halved and image.shape[1] <= 1.5 * w and image.shape[0] <= 1.5 * h
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR if linear else cv2.INTER_AREA)
 
 
 def _obscuring_sigma(box: tuple[int, int, int, int]) -> float:

@@ -23,8 +23,8 @@ import numpy as np
 from .align import CROP, align_matrix, scale_of, transform_points
 from .compose import HEADS_ONLY, background_under, load_alpha, oval_mask, straight
 from .engine import MAX_HEAD_BATCH, load_engine, resolve_spec, say
-from .faces import Face, FaceFinder
-from .frames import CpuFrames
+from .faces import Face, FaceFinder, FaceFollower
+from .frames import CpuFrames, shrink
 from .models import resolve_face_model, resolve_style
 from .options import MODES, Mode, Options
 from .records import Analysis, Frame, Scene, Sighting, Stylized
@@ -88,6 +88,8 @@ class Stylizer:
                 self.head_engine = load_engine(self.models.head, spec, o.cache_dir, log, o.engine_threads)
                 face_model = resolve_face_model(o.face_model, o.cache_dir, o.offline, o.quiet)
                 self.finder = FaceFinder(face_model, o.max_faces, video=self.mode.tracking)
+                if self.mode.tracking and o.face_every > 1:
+                    self.finder = FaceFollower(self.finder, o.face_every)
                 self.alpha = load_alpha(self.models.alpha) if self.models.alpha else None
         except BaseException:
             self.close()  # what was loaded before the failure is released, not left to the collector
@@ -145,7 +147,7 @@ class Stylizer:
         bgr = frame.image
         h, w = bgr.shape[:2]
         wh, ww = work_shape(h, w, self.options.work_size)
-        small = bgr if (wh, ww) == (h, w) else cv2.resize(bgr, (ww, wh), interpolation=cv2.INTER_AREA)
+        small = bgr if (wh, ww) == (h, w) else shrink(bgr, ww, wh)
         found = ()
         if self.finder is not None:
             with self.timings.measure("faces"):  # CPU work: no CUDA events on this thread

@@ -40,6 +40,9 @@ def test_warps_match_opencv():
     other, weight = image[::-1].copy(), rng.integers(0, 256, (60, 80), dtype=np.uint8)
     got = DEV.download(DEV.blend(DEV.upload(image), DEV.upload(other), weight))
     assert psnr(got, CpuFrames.blend(image, other, weight)) > 60
+    slope = rng.uniform(0, 1.5, (60, 80, 3)).astype(np.float32)
+    got = DEV.download(DEV.rounded(DEV.follow_source(*(DEV.upload(x) for x in (other, image[:, ::-1], image)), slope)))
+    assert psnr(got, CpuFrames.rounded(CpuFrames.follow_source(other, image[:, ::-1], image, slope))) > 55
 
 
 @pytest.fixture(scope="module")

@@ -142,25 +142,26 @@ def test_slow_frame_path_drops_frames_live(assets, tiny_models, clip, monkeypatc
     assert stats.latency.maximum < 1500  # stale frames were dropped, not queued
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread scheduling is Linux's")
 def test_engines_give_way_to_the_frame_path(assets, tiny_models, clip, monkeypatch):
-    """Live, the engine thread runs at a lower priority than the frame path (nice +10): when
-    both want a core, a keyframe waits rather than a frame being dropped."""
+    """Live, the engine thread runs in the idle class (SCHED_IDLE): it takes only a core the
+    frame path leaves, and yields it the moment a frame-path thread wakes, so a keyframe
+    waits rather than a frame being dropped. (At nice +10 it could first finish its time
+    slice: p99 latency 114-122 ms on the two-face live bench, against 79-99 ms idle.)"""
     import os
     import threading
 
     original, seen = Stylizer.stylize, []
 
     def spy(self, a, **kw):
-        seen.append((threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        seen.append((threading.current_thread().name, os.sched_getscheduler(threading.get_native_id())))
         return original(self, a, **kw)
 
     monkeypatch.setattr(Stylizer, "stylize", spy)
     _run_live(assets, tiny_models, clip)
-    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    assert seen[0] == ("MainThread", base)  # priming, before the stream starts
+    assert seen[0] == ("MainThread", os.SCHED_OTHER)  # priming, before the stream starts
     engine = {p for name, p in seen if name == "engines"}
-    assert engine == {min(base + 10, 19)}  # at least one keyframe, every one made at the lower priority
+    assert engine == {os.SCHED_IDLE}  # at least one keyframe, every one made in the idle class
 
 
 def test_slow_engine_lowers_freshness_not_frame_rate(assets, tiny_models, clip, monkeypatch):

@@ -38,7 +38,6 @@ FLOW_WIDTH = 320  # live trades flow accuracy for time
 CHANGED = 128  # trust below this (of 255) counts as changed
 REFRESH_AREA = 0.03  # changed share of the frame that asks the engines for a fresh background at once
 STAND_IN_SIGMA = 1.0  # work-size pixels: the stand-in is softened about as much as the cartoon
-FULL = np.full((HEAD_WIDTH, HEAD_WIDTH), 255, np.uint8)  # a carried head stands in wholly
 HEAD_EASE = 1 / 3  # each frame, a shown head closes this share of the gap to its newest keyframe head
 
 
@@ -147,7 +146,7 @@ class LiveScheduler:
             flow = self._head_flow.backward(small_gray(crop, HEAD_WIDTH), small_gray(key_crop, HEAD_WIDTH))
             image = a.crops[i]
             carried, carried_src = f.along_flow_all([kf.heads[t], f.upload(key_crop)], flow)
-            heads[t] = f.rounded(f.follow(carried, carried, carried_src, image, key_slopes, FULL))
+            heads[t] = f.rounded(f.follow_source(carried, carried_src, image, key_slopes))
         return heads
 
     def _ease(self, heads: dict) -> dict:
