@@ -311,7 +311,8 @@ class Mode:
 # frame: identity model 35.6 dB; without it, heads are made every frame);
 # live runs the engines beside the frame path on one core with the background at 288 px,
 # fresh every 2nd engine run, runs the face landmarker on every 2nd frame (following the
-# faces by optical flow in between: the two-face live bench's p50 latency 64-73 -> 46-55 ms),
+# faces by optical flow in between: with the cheaper warps beside it, 17-25 ms off the
+# two-face live bench's p50 latency),
 # and records with x264's veryfast preset. On a GPU the engines are not the bottleneck: the
 # background keeps its full size, every core is free, and the landmarker sees every frame.
 MODES = {
