@@ -177,11 +177,15 @@ class FaceFinder:
         # MediaPipe refuses a timestamp that does not increase (a looped or restarted clip).
         ts = self._last_ts = max(int(timestamp_ms or 0), self._last_ts + 1)
         result = self._landmarker.detect_for_video(image, ts)
-        # Tracking needs no detector; its score is refreshed every few frames.
+        # Tracking needs no detector; its score is refreshed on every 8th call.
         if self._calls % 8 == 0:
             self._detections = self._detector.detect_for_video(image, ts).detections
         self._calls += 1
         return result, self._detections
+
+    def reset(self) -> None:
+        """A new stream: its first frame gets a fresh score from the detector."""
+        self._calls = 0
 
     def close(self) -> None:
         with _native_stderr_silenced():
@@ -200,15 +204,16 @@ class FaceFollower:
     last move with the picture: sparse optical flow (pyramidal Lucas-Kanade) on each face's
     points and oval, one similarity per face fitted robustly (LMedS) to what moved, applied
     to them all, so a point slipping on a smooth cheek cannot bend the face. For live mode:
-    a followed face costs under a millisecond where the landmarker takes about 7, and lands
-    as close to the landmarker's own next points as they land to each other from frame to
-    frame (``tests/test_faces.py``). A face the flow loses makes the frame a finder frame
-    (so does a frame without faces: there is nothing to follow); someone new is found at the
-    next finder frame."""
+    a followed face costs under a millisecond where the landmarker takes about 7, and, with
+    ``every`` 2, lands closer to the landmarker's own points on that frame than they land to
+    each other from frame to frame (``tests/test_faces.py``); each further followed frame
+    adds drift (about 3 px of the 288 crop after 5). A face the flow loses makes the frame
+    a finder frame (so does a frame without faces: there is nothing to follow); someone new
+    is found at the next finder frame."""
 
     def __init__(self, finder: FaceFinder, every: int):
         self.finder, self.every = finder, max(1, every)
-        self.finds = 0  # how many frames the finder itself saw (for tests and reports)
+        self.finds = 0  # how many frames the finder itself saw (for tests)
         self._gray: np.ndarray | None = None
         self._faces: list[Face] = []
         self._since = 0  # frames followed since the last find
@@ -227,6 +232,11 @@ class FaceFollower:
             self._since += 1
         self._gray, self._faces = gray, faces
         return faces
+
+    def reset(self) -> None:
+        """A new stream: its first frame is a finder frame."""
+        self.finder.reset()
+        self._gray, self._faces, self._since = None, [], 0
 
     def close(self) -> None:
         self.finder.close()

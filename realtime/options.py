@@ -63,8 +63,9 @@ class Options:
     max_faces: int = opt(4, "stylize at most this many faces per frame (largest first)", "faces", type=int, metavar="N")
     face_every: int = opt(
         1,
-        "video: run the face finder on every N-th frame and follow the faces by optical flow in between",
-        "faces",
+        "run the face finder on every N-th frame and follow the faces by optical flow in between "
+        "(at 2 no further off than the finder's own jitter; drift grows with N)",
+        "video",
         type=int,
         metavar="N",
     )

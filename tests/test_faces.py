@@ -159,6 +159,8 @@ def test_followed_faces_land_where_the_finder_finds_them(assets, tmp_path):
     assert len(src) // 2 - 2 <= len(followed) <= len(src) // 2  # every 2nd frame, but where she leaves
     errors, steps = [], []
     for i, faces in followed:
+        if len(found[i]) != len(found[i - 1]):
+            continue  # she came or went on this frame: the follower sees it a frame later
         assert len(faces) == len(found[i])
         for face in faces:
             same = min(found[i], key=lambda f: np.linalg.norm(f.centre - face.centre))
@@ -181,6 +183,30 @@ def test_a_cut_makes_the_follower_look_again(assets, portrait):
         (woman,) = follower.find(other, 40)
         assert follower.finds == 2
     assert np.linalg.norm(woman.centre - boy.centre) > 100
+
+
+def test_a_new_stream_starts_with_the_finder(assets, tiny_models):
+    """Live stylizers follow faces between finder frames; a stream never follows what the
+    last one (another session of the web app) left: its first frame is a finder frame."""
+    from realtime.faces import FaceFollower
+    from realtime.options import Options
+    from realtime.pipeline import Stylizer
+
+    frames = list(_classroom_frames(assets, 3))
+    o = Options(model_dir=tiny_models, face_model=asset(assets, "models/face_landmarker.task"), quiet=True)
+    with Stylizer(o.replace(face_every=2), mode="live") as st:
+        assert isinstance(st.finder, FaceFollower)
+        st.tracks()
+        st.finder.find(frames[0], 0)
+        st.finder.find(frames[1], 40)
+        assert st.finder.finds == 1  # the 2nd frame was followed
+        st.finder.find(frames[2], 80)
+        assert st.finder.finds == 2
+        st.tracks()  # the next stream, whose first frame would have been followed
+        st.finder.find(frames[0], 120)
+        assert st.finder.finds == 3
+    with Stylizer(o.replace(face_every=2), mode="image") as st:
+        assert isinstance(st.finder, FaceFinder)  # a still has nothing to follow from
 
 
 def _classroom_frames(assets, n: int):

@@ -115,8 +115,13 @@ def test_on_a_gpu_the_live_preset_keeps_full_size(monkeypatch):
     monkeypatch.setattr(engine.get_backend("tensorrt"), "unavailable", classmethod(lambda cls, d: None))
     ns = _parser("live").parse_args([])
     o, notes = settle(from_args(ns), MODES["live"], explicit(ns))
-    assert (o.precision, o.work_size, o.engine_threads) == ("auto", 720, 0) and len(notes) == 2
+    assert (o.precision, o.work_size, o.engine_threads, o.face_every) == ("auto", 720, 0, 1) and len(notes) == 2
     ns = _parser("live").parse_args(["--work-size", "360"])
     o, _ = settle(from_args(ns), MODES["live"], explicit(ns))
     assert o.work_size == 360
     monkeypatch.setattr(engine, "resolve_spec", real)
+
+
+def test_a_face_finder_that_never_runs_is_refused():
+    with pytest.raises(InputError, match="--face-every must be 1 or more"):
+        Options(face_every=0)

@@ -610,3 +610,20 @@ def test_frame_sockets_are_not_deflated(server):
     url, _ = server
     with connect(url.replace("http", "ws") + "/ws/overlay", compression="deflate") as ws:
         assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread scheduling is Linux's")
+def test_video_jobs_never_take_a_live_sessions_share(tmp_path):
+    """A video job's worker runs in the idle class, where a live session's engines run on
+    a CPU: the two share what the frames leave. (At nice +10 it took almost all of it from
+    the engines in the idle class.)"""
+    from realtime.web.jobs import Jobs
+
+    jobs = Jobs(tmp_path / "jobs")
+    try:
+        deadline = time.monotonic() + 5
+        while os.sched_getscheduler(jobs._thread.native_id) != os.SCHED_IDLE and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.sched_getscheduler(jobs._thread.native_id) == os.SCHED_IDLE
+    finally:
+        jobs.close()

@@ -62,7 +62,8 @@ class Stream:
         st = self.stylizer
         tracks = st.tracks()
         if self.mode.newest_wins:
-            scheduler = self.scheduler = LiveScheduler(st, self.background_interval)
+            priority = None if st.engine_device == "cpu" else 10
+            scheduler = self.scheduler = LiveScheduler(st, self.background_interval, priority)
         else:
             scheduler = self.scheduler = FileScheduler(st, self.head_interval, self.background_interval, self.smoothing)
         width = scheduler.gray_width

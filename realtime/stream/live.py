@@ -73,6 +73,8 @@ class LiveScheduler:
     """
 
     def __init__(self, stylizer, background_every: int = 1, priority: int | None = None):
+        """``priority``: see ``_lower_priority`` (None: the idle class, for engines that run
+        on the CPU; engines on a GPU need the CPU only to be fed, promptly: nice +10)."""
         self.stylizer = stylizer
         self.background_every = max(1, background_every)
         self.priority = priority
@@ -182,8 +184,8 @@ class LiveScheduler:
         return f.blend(carried, stand_in(f, a, kf.colours, headless), ok)
 
     def _run(self) -> None:
-        _lower_priority(self.priority)
         try:
+            _lower_priority(self.priority)
             with self.stylizer.frames.thread_stream():
                 while (a := self._requests.get()) is not END:
                     self._step(a)
@@ -252,9 +254,9 @@ def _lower_priority(by: int | None) -> None:
     is a dropped frame, a late keyframe only a slightly older cartoon. ``by``: niceness to
     add; None: the idle class, which runs only on a core nothing else wants and gives it up
     the moment a frame-path thread wakes (a niced thread may first finish its time slice:
-    on the two-face live bench, p99 latency 114-122 ms at nice 10, 79-99 ms idle). Linux
-    only (a thread is a task there, so this touches no other thread; CPU engines run in
-    their caller)."""
+    on the two-face live bench, p99 latency 114-122 ms at nice 10, 79-99 ms idle). Threads
+    it starts inherit it. Linux only (a thread is a task there, so this touches no other
+    thread; CPU engines run in their caller)."""
     if not sys.platform.startswith("linux"):
         return
     tid = threading.get_native_id()

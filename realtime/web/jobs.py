@@ -67,8 +67,10 @@ class Job:
 class Jobs:
     """The video queue. ``submit`` returns an id; ``state`` and ``result`` answer for it."""
 
-    def __init__(self, folder: Path, keep: float = 3600.0, niceness: int = 10, max_waiting: int = 20):
-        self.folder, self.keep, self.niceness, self.max_waiting = folder, keep, niceness, max_waiting
+    def __init__(self, folder: Path, keep: float = 3600.0, priority: int | None = None, max_waiting: int = 20):
+        """``priority``: the worker's (``stream.live._lower_priority``; None: the idle class,
+        where a live session's engines are too, so a job never takes their share)."""
+        self.folder, self.keep, self.priority, self.max_waiting = folder, keep, priority, max_waiting
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
@@ -139,7 +141,7 @@ class Jobs:
     def _work(self) -> None:
         from ..stream.live import _lower_priority
 
-        _lower_priority(self.niceness)  # a job waits; a live frame would be dropped
+        _lower_priority(self.priority)  # a job waits; a live frame would be dropped
         while True:
             try:
                 job = self._queue.get(timeout=60)
