@@ -205,7 +205,7 @@ class FaceFollower:
     points and oval, one similarity per face fitted robustly (LMedS) to what moved, applied
     to them all, so a point slipping on a smooth cheek cannot bend the face. For live mode:
     a followed face costs under a millisecond where the landmarker takes about 7, and, with
-    ``every`` 2, lands closer to the landmarker's own points on that frame than they land to
+    ``every`` 2 or 3, lands closer to the landmarker's own points on that frame than they land to
     each other from frame to frame (``tests/test_faces.py``); each further followed frame
     adds drift (about 3 px of the 288 crop after 5). A face the flow loses makes the frame
     a finder frame (so does a frame without faces: there is nothing to follow); someone new

@@ -64,7 +64,7 @@ class Options:
     face_every: int = opt(
         1,
         "run the face finder on every N-th frame and follow the faces by optical flow in between "
-        "(at 2 no further off than the finder's own jitter; drift grows with N)",
+        "(up to 3 no further off than the finder's own jitter; drift grows with N)",
         "video",
         type=int,
         metavar="N",
@@ -311,9 +311,9 @@ class Mode:
 # along its flow in between (with smoothing, as steady and faithful as every 2nd and 3rd
 # frame: identity model 35.6 dB; without it, heads are made every frame);
 # live runs the engines beside the frame path on one core with the background at 288 px,
-# fresh every 2nd engine run, runs the face landmarker on every 2nd frame (following the
-# faces by optical flow in between: with the cheaper warps beside it, 17-25 ms off the
-# two-face live bench's p50 latency),
+# fresh every 2nd engine run, runs the face landmarker on every 3rd frame (following the
+# faces by optical flow in between: every 2nd, with the cheaper warps beside it, took 17-25
+# ms off the two-face live bench's p50 latency; every 3rd 12 ms and 30 ms off p99 more),
 # and records with x264's veryfast preset. On a GPU the engines are not the bottleneck: the
 # background keeps its full size, every core is free, and the landmarker sees every frame.
 MODES = {
@@ -335,7 +335,7 @@ MODES = {
                     "precision": "int8",
                     "work_size": 288,
                     "engine_threads": 1,
-                    "face_every": 2,
+                    "face_every": 3,
                     "background_interval": 2,
                     "preset": "veryfast",
                 }

@@ -135,12 +135,14 @@ def _crop_error(found: np.ndarray, other: np.ndarray) -> float:
     return float(np.abs(transform_points(align_matrix(found), transform_points(back, corners)) - corners).max())
 
 
-def test_followed_faces_land_where_the_finder_finds_them(assets, tmp_path):
-    """Live runs the landmarker on every 2nd frame and follows the faces by optical flow in
+@pytest.mark.parametrize("every", [2, 3])
+def test_followed_faces_land_where_the_finder_finds_them(assets, tmp_path, every):
+    """Live runs the landmarker on every 3rd frame and follows the faces by optical flow in
     between. On two people at live work size (512x288), one walking in, a followed face's
-    crop lies nearer the one the landmarker makes on that frame (measured: median 1.7, worst
-    4.9 px of 288) than the landmarker's crops of consecutive frames lie to each other
-    (2.5, 5.6 px): following adds less than the landmarker's own jitter."""
+    crop lies nearer the one the landmarker makes on that frame (measured, every 2nd / 3rd:
+    median 1.7 / 1.7, worst 4.9 / 4.8 px of 288) than the landmarker's crops of consecutive
+    frames lie to each other (2.5 / 2.3, 5.6 / 6.1 px): following adds less than the
+    landmarker's own jitter."""
     from media import frames_of, two_face_clip
 
     from realtime.faces import FaceFollower
@@ -150,17 +152,18 @@ def test_followed_faces_land_where_the_finder_finds_them(assets, tmp_path):
     with FaceFinder(model, video=True) as finder:
         found = [finder.find(im, 40 * i) for i, im in enumerate(src)]
     followed = []
-    with FaceFollower(FaceFinder(model, video=True), every=2) as follower:
+    with FaceFollower(FaceFinder(model, video=True), every=every) as follower:
         for i, im in enumerate(src):
             finds = follower.finds
             faces = follower.find(im, 40 * i)
             if follower.finds == finds:
                 followed.append((i, faces))
-    assert len(src) // 2 - 2 <= len(followed) <= len(src) // 2  # every 2nd frame, but where she leaves
+    cadence = -(-len(src) // every)  # finder frames if nothing is lost
+    assert cadence <= len(src) - len(followed) <= cadence + 2  # she is lost where she leaves
     errors, steps = [], []
     for i, faces in followed:
-        if len(found[i]) != len(found[i - 1]):
-            continue  # she came or went on this frame: the follower sees it a frame later
+        if any(len(found[j]) != len(found[j - 1]) for j in range(max(1, i - every + 2), i + 1)):
+            continue  # she came or went since the last finder frame: the follower sees it at the next
         assert len(faces) == len(found[i])
         for face in faces:
             same = min(found[i], key=lambda f: np.linalg.norm(f.centre - face.centre))
