@@ -174,7 +174,8 @@ def download(url: str, dest: Path, size: int | None = None, sha256: str | None =
             except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
                 permanent = isinstance(e, urllib.error.HTTPError) and 400 <= e.code < 500 and e.code != 408
                 if wait is None or permanent:
-                    kept = f" ({part.stat().st_size} bytes kept in {part}; run again to resume)" * part.exists()
+                    have = part.stat().st_size if part.exists() else 0  # the first try may make none
+                    kept = f" ({have} bytes kept in {part}; run again to resume)" if have else ""
                     tries = f" after {attempt + 1} tries" if attempt else ""
                     raise ModelError(
                         f"download of {dest.name} from {url} failed{tries}: {_reason(e)}{kept}; {OFFLINE_HINT}"

@@ -188,3 +188,22 @@ def test_local_model_dirs_accept_both_namings(assets, tmp_path):
         find_model_files(tmp_path / "nope")
     with pytest.raises(ModelError, match="unknown style"):
         resolve_style("vaporwave", offline=True)
+
+
+def test_an_unreachable_host_is_one_line_naming_the_way_offline(tmp_path, monkeypatch):
+    """The first run without network: the face model's host cannot be reached and nothing
+    was downloaded yet (no ``.part``). One ``ModelError`` naming --face-model and --offline,
+    not a FileNotFoundError from formatting the missing part file's size."""
+    import socket
+
+    import realtime.models as models
+
+    with socket.socket() as s:  # a port nobody listens on: connection refused at once
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}/face_landmarker.task"
+    monkeypatch.setattr(models, "FACE_MODEL_URL", closed)
+    monkeypatch.setattr(models, "RETRIES", (0.0,))
+    with pytest.raises(ModelError, match=r"face_landmarker\.task.*failed after 2 tries.*--face-model.*--offline") as e:
+        models.resolve_face_model(root=tmp_path, quiet=True)
+    assert "\n" not in str(e.value) and "bytes kept" not in str(e.value)
+    assert not list((tmp_path / "models" / "mediapipe").glob("*.part"))
