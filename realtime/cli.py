@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 from .errors import CartoonError
 from .interrupts import Interrupts
 from .options import MODES, add_arguments, from_args
+from .outputs import check_outputs
 
 
 def _run(prog: str, body: Callable[[Interrupts], int | None]) -> int:
@@ -119,7 +119,7 @@ def image_main(argv: list[str] | None = None) -> int:
         jobs, skipped = _image_jobs(args.paths, args.output_dir, args.format)
         for _, dst in jobs:
             output_format(dst, args.format)  # a bad output name fails before any work
-        _outputs_apart(_model_inputs(options) + [src for src, _ in jobs], [dst for _, dst in jobs])
+        check_outputs(_model_inputs(options) + [src for src, _ in jobs], [dst for _, dst in jobs])
         _notes(parser.prog, notes, options.quiet)
         _notes(parser.prog, skipped, False)  # what a batch leaves out is said even when quiet
         todo = [(s, d) for s, d in jobs if not (args.skip_existing and d.exists())]
@@ -192,18 +192,6 @@ def _model_inputs(o) -> list[Path]:
             m = find_model_files(o.model_dir)
             files += [m.head, m.background] + ([m.alpha] if m.alpha else [])
     return files
-
-
-def _outputs_apart(inputs: list, outputs: list) -> None:
-    """No output of a command may ever replace one of its inputs (a recording named like
-    the clip it records, stats written over a model)."""
-    from .errors import InputError
-
-    present = [Path(p) for p in inputs if p is not None and Path(p).exists()]
-    for out in (Path(p) for p in outputs if p is not None):
-        for inp in present:
-            if out.resolve() == inp.resolve() or (out.exists() and os.path.samefile(out, inp)):
-                raise InputError(f"{out} is an input of this command; write the output somewhere else")
 
 
 def _print_stats(timings: dict[str, list[float]]) -> None:
@@ -310,7 +298,7 @@ def video_main(argv: list[str] | None = None) -> int:
         from .stream import Stream
 
         o, notes = settle(from_args(args), mode, explicit(args))
-        _outputs_apart([args.input, *_model_inputs(o)], [args.output])
+        check_outputs([args.input, *_model_inputs(o)], [args.output])
         if args.ray is not None:
             return _video_on_ray(parser.prog, args, o, notes)
         if args.segments is not None:
@@ -523,7 +511,7 @@ def cam_main(argv: list[str] | None = None) -> int:
 
         o, notes = settle(from_args(args), mode, explicit(args))
         size = o.camera_size()
-        _outputs_apart([o.device, *_model_inputs(o)], [o.record, o.stats_json])
+        check_outputs([o.device, *_model_inputs(o)], [o.record, o.stats_json], ("--record", "--stats-json"))
         with ExitStack() as stack:
             source = stack.enter_context(open_live(o.device, size, o.fps, o.loop))
             w, h = source.frame_size

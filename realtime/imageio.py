@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError, OutputError
+from .outputs import check_output, temporary_name
 
 # The limit is ours (--max-pixels), checked before decoding; Pillow's own bomb warning and
 # error would only repeat it in other words.
@@ -74,8 +75,9 @@ def write_image(path: str | Path, picture: Picture, fmt: str | None = None, qual
     path = Path(path)
     data = encode_image(picture, output_format(path, fmt), quality)
     try:
+        check_output(path)  # never renamed over a folder or a device
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_name(path, reserve=13), suffix=".part")
     except OSError as e:
         raise OutputError(f"cannot write {path} ({e.strerror or e})") from None
     try:

@@ -21,6 +21,7 @@ import av
 import numpy as np
 
 from .errors import InputError, OutputError
+from .outputs import check_output, temporary_name
 from .records import Frame
 from .transport import Slot
 
@@ -151,7 +152,8 @@ class VideoFileSink(Sink):
             raise InputError(
                 f"--codec {codec} is not an encoder this FFmpeg has; try libx264, libx265 or libvpx-vp9"
             ) from None
-        unique = f".{self.path.stem}.part-{os.getpid()}-{secrets.token_hex(3)}{ext}"  # two runs never share one
+        check_output(self.path)  # never renamed over (or grown into) a folder or a device
+        unique = temporary_name(self.path, f"part-{os.getpid()}-{secrets.token_hex(3)}{ext}")  # one per run
         self.tmp = self.path.with_name(unique) if temporary else self.path
         self.frames, self.keyint = 0, keyint
         self.notes: list[str] = []  # what the file does not carry over from the source, said once

@@ -427,3 +427,77 @@ def test_messages_name_the_real_problem(assets, args, clip, tmp_path, monkeypatc
     monkeypatch.setenv("CARTOON_CAM_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     proc = run("video", clip, tmp_path / "o3.mp4", "--cache-dir", tmp_path / "empty", "--quiet")
     one_line(proc, "--offline", "--model-dir", "--face-model", "CARTOON_CAM_ENDPOINT")
+
+
+# ---- outputs checked before any work (third probe)
+
+
+def test_two_outputs_of_one_command_are_never_one_file(clip, args, tmp_path):
+    x = tmp_path / "x.mp4"
+    proc = run("cam", "--device", clip, "--virtual", "off", "--record", x, "--stats-json", x, "--max-frames", 3, *args)
+    one_line(proc, "--record", "--stats-json", "its own file")
+    assert not x.exists()
+
+
+def _device(path: Path) -> Path:
+    """A character device like /dev/null at ``path`` (mknod needs root)."""
+    import stat
+
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("mknod needs root")
+    return path
+
+
+def test_an_output_that_is_a_device_is_refused_and_stays_a_device(clip, args, tmp_path):
+    import stat
+
+    png = tmp_path / "p.png"
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(png)
+    for command, src, out, extra in (
+        ("image", png, _device(tmp_path / "out"), ["--format", "png"]),
+        ("video", clip, _device(tmp_path / "out.mp4"), []),
+    ):
+        one_line(run(command, src, out, *extra, *args), "not a regular file")
+        assert stat.S_ISCHR(os.stat(out).st_mode), f"{command} replaced the device"
+
+
+def test_an_output_that_is_a_folder_fails_before_any_work(clip, args, tmp_path):
+    png = tmp_path / "p.png"
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(png)
+    for command, src, out in (("image", png, tmp_path / "o.png"), ("video", clip, tmp_path / "o.mp4")):
+        out.mkdir()
+        t0 = time.monotonic()
+        one_line(run(command, src, out, *args), "is a folder")
+        assert time.monotonic() - t0 < 20 and not list(out.iterdir()) and not list(tmp_path.glob(".o.*"))
+
+
+def test_a_long_legal_output_name_is_written(clip, args, tmp_path):
+    """254 bytes is a legal name; the hidden temporary name beside it must be too."""
+    png = tmp_path / "p.png"
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(png)
+    for command, src, ext in (("image", png, ".png"), ("video", clip, ".mp4")):
+        out = tmp_path / ("a" * (254 - len(ext)) + ext)
+        proc = run(command, src, out, *args)
+        assert proc.returncode == 0, proc.stderr[-500:]
+        assert out.stat().st_size > 0 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    one_line(run("image", png, tmp_path / ("b" * 252 + ".png"), *args), "over 255 bytes")
+
+
+def test_the_outputs_check_is_linear(tmp_path, monkeypatch):
+    """Thousands of inputs and outputs: each path is looked at a bounded number of times
+    (the check was quadratic: 42 s for 500 files, minutes of silence for 2,000)."""
+    from realtime import outputs
+
+    inputs = []
+    for i in range(2000):
+        inputs.append(tmp_path / f"{i}.png")
+        inputs[-1].touch()
+    calls = []
+    real_stat = os.stat
+    monkeypatch.setattr(outputs.os, "stat", lambda p, *a, **k: calls.append(p) or real_stat(p, *a, **k))
+    outputs.check_outputs(inputs, [tmp_path / "out" / p.name for p in inputs])
+    assert len(calls) <= 2 * 4000
+    with pytest.raises(outputs.InputError, match="is an input"):
+        outputs.check_outputs(inputs, [tmp_path / "out" / "x.png", inputs[1999]])
