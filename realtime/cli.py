@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -22,6 +23,7 @@ def _run(prog: str, body: Callable[[Interrupts], int | None]) -> int:
     from .memory import limit_malloc_arenas
 
     limit_malloc_arenas()
+    sys.stdout, sys.stderr = TolerantStream.around(sys.stdout), TolerantStream.around(sys.stderr)
     interrupts = Interrupts()
     interrupts.notice = lambda message: print(f"{prog}: {message}", file=sys.stderr)
     try:
@@ -33,6 +35,47 @@ def _run(prog: str, body: Callable[[Interrupts], int | None]) -> int:
     except KeyboardInterrupt as e:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 128 + getattr(e, "signum", signal.SIGINT)
+    finally:  # a reader gone after our last line (`| head -1`) must not turn exit 0 into 120
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+class TolerantStream:
+    """stdout or stderr where a closed pipe (``| head -1``) silences the rest of the output
+    instead of failing the run: the work and the exit code never depend on a reader."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    @classmethod
+    def around(cls, stream):
+        return stream if isinstance(stream, cls) or stream is None else cls(stream)
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+        except ValueError:  # closed
+            pass
+
+    def _to_devnull(self) -> None:
+        """From now on the stream's descriptor writes nowhere (its buffer drains there too)."""
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self.stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str):  # isatty, fileno, encoding ...: the stream's own
+        return getattr(self.stream, name)
 
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}

@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM, phase by phase, so a signal never loses work already done.
+"""Ctrl-C, SIGTERM and SIGHUP, phase by phase, so a signal never loses work already done.
 
 A command installs one ``Interrupts`` for its whole run and says which phase it is in:
 
@@ -23,7 +23,8 @@ import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP: the terminal or SSH session closed, the commonest way a long run ends (POSIX only).
+SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 
 
 class Interrupted(KeyboardInterrupt):

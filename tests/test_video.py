@@ -199,7 +199,9 @@ def test_slow_engine_drops_nothing_in_files(assets, tiny_models, monkeypatch, tm
 
 
 @pytest.mark.parametrize(
-    "signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)], ids=["sigterm", "ctrl-c-twice"]
+    "signals",
+    [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT), (signal.SIGHUP,)],
+    ids=["sigterm", "ctrl-c-twice", "sighup-a-closed-terminal"],
 )
 def test_interrupt_finalizes_a_playable_file(assets, tiny_models, tmp_path, signals):
     """Stopped mid-stream, the file is finished with the frames so far and plays. A second
@@ -226,6 +228,25 @@ def test_interrupt_finalizes_a_playable_file(assets, tiny_models, tmp_path, sign
     n = len(frames_of(out))
     assert 0 < n < 126 and not list(tmp_path.glob(".out*part*"))
     assert timestamps(out) == timestamps(clip)[:n]
+
+
+def test_a_closed_output_pipe_costs_neither_the_work_nor_the_exit_code(assets, tiny_models, tmp_path):
+    """``cartoon-video ... 2>&1 | head -1``: the reader goes after the first line (the engine
+    build's), and the run still finishes its file and exits 0 (it died of BrokenPipeError)."""
+    clip = write_video(tmp_path / "clip.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 20, (320, 180)))
+    out = tmp_path / "out.mp4"
+    flags = [a for a in _args(assets, tiny_models) if a != "--quiet"] + ["--cache-dir", str(tmp_path / "cache")]
+    code = "import sys; from realtime.cli import video_main; sys.exit(video_main())"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(clip), str(out), *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` does
+    assert proc.wait(timeout=300) == 0 and first.strip()
+    assert timestamps(out) == timestamps(clip)
 
 
 def test_ctrl_c_during_the_engine_build_stops_at_once(assets, tmp_path):
