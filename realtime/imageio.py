@@ -49,6 +49,9 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> Picture:
             if frames > 1:
                 note = f"{path.name} has {frames} frames or pages; only the first is used"
             im = ImageOps.exif_transpose(im)
+            if im.mode.startswith(("I", "F")):  # 16/32-bit integers or floats: Pillow's convert would clip them
+                im, deep = _to_8_bits(im)
+                note = f"{path.name} is {deep}; scaled to 8 bits" + (f" ({note})" if note else "")
             has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
             rgba = im.convert("RGBA" if has_alpha else "RGB")
             arr = np.asarray(rgba)
@@ -60,6 +63,30 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> Picture:
         raise InputError(f"{path} cannot be read ({e}); is it a complete image file?") from None
     bgr = np.ascontiguousarray(arr[..., 2::-1])
     return Picture(bgr, np.ascontiguousarray(arr[..., 3]) if has_alpha else None, note)
+
+
+RANGES = (1.0, 255.0, 1023.0, 4095.0, 65535.0, 2.0**32 - 1)  # the scales deep images are stored at
+
+
+def _to_8_bits(im: Image.Image) -> tuple[Image.Image, str]:
+    """A 16/32-bit integer or float grey image as 8-bit grey, scaled from the smallest common
+    range that holds its values (0..1 floats, 10, 12, 16-bit...), or from its own minimum and
+    maximum where they fall outside every one (negative values): never clipped to white or
+    rounded to black. Also what it was, in words."""
+    a = np.asarray(im, dtype=np.float64)
+    kind = "floating point" if im.mode == "F" else f"{16 if im.mode.startswith('I;16') else 32}-bit"
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
+    if not np.isfinite(a).all():
+        a = np.nan_to_num(a, nan=0.0, posinf=hi if np.isfinite(hi) else 0.0, neginf=0.0)
+        lo, hi = float(a.min()), float(a.max())
+    top = next((r for r in RANGES if lo >= 0 and hi <= r and (r > 1.0 or im.mode == "F")), None)
+    if top is None:
+        top = hi if hi > lo else lo + 1
+        scaled = (a - lo) / (top - lo)
+    else:
+        scaled = a / top
+    grey = np.clip(np.round(scaled * 255), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, "L"), f"{kind} grey"
 
 
 def output_format(path: str | Path, fmt: str | None = None) -> str:

@@ -222,3 +222,27 @@ def test_head_mask_blurred_at_half_size_is_the_full_size_blur(oval):
     ramp = np.clip((np.minimum(np.arange(288), np.arange(288)[::-1]) + 0.5) / (2 * sigma), 0, 1)
     want = cv2.GaussianBlur(full, (0, 0), sigma) * np.minimum.outer(ramp, ramp)
     assert np.abs(oval_mask(ring) - want).max() < 1 / 255
+
+
+@pytest.mark.parametrize(
+    "kind, store, top",
+    [
+        ("16-bit png", lambda a: a.astype(np.uint16), 65535),
+        ("12-bit data in a 16-bit png", lambda a: (a / 16).astype(np.uint16), 4095),
+        ("32-bit integer tiff", lambda a: a.astype(np.int32), 65535),
+        ("float tiff 0..1", lambda a: (a / 65535).astype(np.float32), 1.0),
+    ],
+)
+def test_deep_images_are_scaled_to_8_bits_by_their_range(tmp_path, kind, store, top):
+    """A 16-bit grey PNG came out all white, a 32-bit integer TIFF white, a float TIFF
+    black: Pillow's 8-bit conversion clips. A grey ramp must stay the same ramp."""
+    from realtime.imageio import read_image
+
+    ramp = np.tile(np.linspace(0, 65535, 256), (32, 1))
+    path = tmp_path / ("in.png" if "png" in kind else "in.tif")
+    data = store(ramp)
+    Image.fromarray(data).save(path)
+    picture = read_image(path)
+    want = np.round(data.astype(np.float64) / top * 255)
+    assert picture.bgr.shape == (32, 256, 3) and np.abs(picture.bgr[..., 1] - want).max() <= 1
+    assert picture.note and "scaled to 8 bits" in picture.note
