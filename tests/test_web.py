@@ -272,6 +272,37 @@ def test_auth_and_body_limit_guard_every_path(green_options):
         studio.close()
 
 
+def test_wrong_passwords_are_slowed_and_the_right_one_still_works(green_options):
+    """300 wrong passwords were answered in 0.3 s. Now, after 5 free tries, each wrong one
+    from the same client waits longer (one at a time, so many at once gain nothing); the right
+    password still gets in and clears the count."""
+    import asyncio
+
+    studio = Studio(green_options, Limits())
+    port = free_port()
+    app = guarded(create_app(studio, ui=False), studio.limits, "127.0.0.1", ("me", "secret"))
+
+    async def guesses(n: int) -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            rs = await asyncio.gather(*(client.get(url + "/api/v1/live", auth=("me", f"x{i}")) for i in range(n)))
+            return [r.status_code for r in rs]
+
+    try:
+        with in_background(app, bind("127.0.0.1", port)):
+            url = f"http://127.0.0.1:{port}"
+            t0 = time.monotonic()
+            assert asyncio.run(guesses(12)) == [401] * 12
+            slowed = time.monotonic() - t0
+            assert slowed > 0.1 + 0.2 + 0.4 + 0.8 + 1.6 + 3.0 - 0.5, slowed  # sent at once, answered in turn
+            assert httpx.get(url + "/api/v1/live", auth=("me", "secret"), timeout=10).status_code == 200
+            t0 = time.monotonic()
+            assert httpx.get(url + "/api/v1/live", auth=("me", "secret")).status_code == 200
+            assert httpx.get(url + "/api/v1/live", auth=("me", "wrong")).status_code == 401
+            assert time.monotonic() - t0 < 1.0  # the count was cleared
+    finally:
+        studio.close()
+
+
 def test_cartoon_web_command(assets, tmp_path):
     """The command: its URL, a warning on an open address, one line when the port is taken."""
     port = free_port()

@@ -92,6 +92,43 @@ class BodyLimit:
             await error(413, said)(scope, receive, send)
 
 
+class Throttle:
+    """Wrong passwords slowed per client: after ``free`` failures each next attempt from that
+    address waits, twice as long each time up to ``most`` seconds, one attempt at a time (many
+    at once gain nothing). The right password still gets in, after the wait, and clears the
+    count. A bounded table: the oldest addresses are forgotten first."""
+
+    def __init__(self, free: int = 5, first: float = 0.1, most: float = 3.0, clients: int = 10_000):
+        self.free, self.first, self.most, self.clients = free, first, most, clients
+        self._failures: dict[str, int] = {}
+        self._turns: dict[str, asyncio.Lock] = {}
+
+    def wait(self, client: str) -> float:
+        n = self._failures.get(client, 0) - self.free
+        return 0.0 if n < 0 else min(self.most, self.first * 2**n)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, client: str):
+        """Hold ``client``'s turn through its wait and check: its attempts go one by one."""
+        async with self._turns.setdefault(client, asyncio.Lock()):
+            if wait := self.wait(client):
+                await asyncio.sleep(wait)
+            yield
+        if client not in self._failures:
+            self._turns.pop(client, None)
+
+    def failed(self, client: str) -> None:
+        self._failures[client] = self._failures.pop(client, 0) + 1  # re-inserted: newest last
+        while len(self._failures) > self.clients:
+            old = next(iter(self._failures))
+            del self._failures[old]
+            self._turns.pop(old, None)
+
+    def passed(self, client: str) -> None:
+        self._failures.pop(client, None)
+        self._turns.pop(client, None)
+
+
 class Guard:
     """Refuses requests a page on another site made through the user's browser (a foreign
     ``Origin`` on a socket or a form POST: they could watch the camera stream or change it),
@@ -102,6 +139,19 @@ class Guard:
     def __init__(self, app, local: bool, auth: tuple[str, str] | None = None):
         self.app, self.local = app, local
         self.token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode() if auth else None
+        self.throttle = Throttle()
+
+    async def _login(self, scope) -> tuple[str | None, int]:
+        """(None, 200) for the right login; a reason and 401 otherwise, slowed per client."""
+        given = _header(scope, b"authorization") or ""
+        client = (scope.get("client") or ("?",))[0]
+        async with self.throttle.turn(client):
+            if given.startswith("Basic ") and secrets.compare_digest(given[6:].strip(), self.token):
+                self.throttle.passed(client)
+                return None, 200
+            if given:  # a page's first visit sends none: not a guess
+                self.throttle.failed(client)
+        return "this server asks for a user and password", 401
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -119,9 +169,7 @@ class Guard:
         ):
             why = "requests made by another site's page are refused"
         if why is None and self.token is not None:
-            given = _header(scope, b"authorization") or ""
-            if not (given.startswith("Basic ") and secrets.compare_digest(given[6:].strip(), self.token)):
-                why, status = "this server asks for a user and password", 401
+            why, status = await self._login(scope)
         if why is None:
             return await self.app(scope, receive, send)
         if scope["type"] == "websocket":
