@@ -136,6 +136,8 @@ def test_image_api_returns_the_cartoon(server, assets):
         ("portrait", {"background": "lava"}, 400, "background must be one of"),
         ("big", {}, 413, "over the 4 MB limit"),
         ("huge", {}, 413, "Mpx limit"),
+        ("tall", {"size": "8192"}, 400, "Mpx limit of what this server makes; ask for size"),  # took 8 GB
+        ("thin", {"size": "100", "format": "webp"}, 400, "webp holds at most 16383 pixels a side"),
         (None, {}, 422, "file"),
     ],
 )
@@ -146,6 +148,8 @@ def test_image_api_refuses_in_one_line(server, assets, files, data, status, said
         "portrait": {"file": ("me.png", portrait)},
         "big": {"file": ("big.png", b"\x89PNG" + bytes(5 << 20))},
         "huge": {"file": ("huge.png", _png_of(Image.new("L", (2500, 2000))))},
+        "tall": {"file": ("tall.jpg", _jpeg_of(Image.new("RGB", (100, 1000))))},
+        "thin": {"file": ("thin.png", _png_of(Image.new("RGB", (10, 2000))))},
         None: {},
     }
     files = made[files] if not isinstance(files, dict) else files
@@ -155,6 +159,12 @@ def test_image_api_refuses_in_one_line(server, assets, files, data, status, said
     assert set(body) == {"error"} and said in body["error"] and "\n" not in body["error"]
     assert "Traceback" not in r.text
     assert not list(studio.folder.glob("upload-*"))  # a refused upload is not kept
+
+
+def _jpeg_of(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG")
+    return buf.getvalue()
 
 
 def _png_of(im: Image.Image) -> bytes:

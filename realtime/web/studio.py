@@ -25,6 +25,7 @@ from .jobs import Jobs
 from .uploads import Limits, clean_stem, sniff_image, sniff_video
 
 SIZES = ("original", "512", "1024", "2048")
+MAX_SIDE = {"jpg": 65_535, "webp": 16_383}  # the formats' own limits
 MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 
 
@@ -120,6 +121,7 @@ class Studio:
         bgr, alpha = picture.bgr, picture.alpha
         h, w = bgr.shape[:2]
         short = None if look.size == "original" else int(look.size)
+        self._check_output_size(shown, w, h, short, look.format or kind)
         if short and short < min(h, w):  # smaller: stylize at the size asked for (faster, same look)
             bgr, alpha = _resized(bgr, short), None if alpha is None else _resized(alpha, short)
         with self._engine_lock:
@@ -136,6 +138,22 @@ class Studio:
             notes.append("JPEG has no transparency; the heads are on black (choose png or webp)")
         data = encode_image(Picture(image, alpha), FORMATS[fmt], quality=92)
         return Photo(data, fmt, len(result.faces), tuple(notes))
+
+    def _check_output_size(self, shown: str, w: int, h: int, short: int | None, fmt: str) -> None:
+        """The limits hold for what is made, not only for what was uploaded: a 100x1000 photo
+        asked for at size 8192 would be 671 Mpx (gigabytes in memory), over JPEG's and WebP's
+        largest side too. Refused before any work."""
+        scale = 1.0 if short is None or short <= min(w, h) else short / min(w, h)
+        ow, oh = round(w * scale), round(h * scale)
+        if ow * oh > self.limits.pixels:
+            most = int(min(w, h) * (self.limits.pixels / (w * h)) ** 0.5)
+            raise InputError(
+                f"{shown} at size {short} would be {ow}x{oh}, over the {self.limits.pixels / 1e6:.0f} Mpx limit "
+                f"of what this server makes; ask for size {most} or less"
+            )
+        side = MAX_SIDE.get(fmt)
+        if side is not None and max(ow, oh) > side:
+            raise InputError(f"{shown} would be {ow}x{oh}; {fmt} holds at most {side} pixels a side: choose png")
 
     def batch(
         self,
