@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import cache_dir
-from .errors import BackendError, InputError
+from .errors import BackendError, InputError, quoted
 
 ROLES = ("head", "background")
 HEAD_SIZE = 288
@@ -142,7 +142,7 @@ def precision_names() -> tuple[str, ...]:
 
 def get_backend(name: str) -> type[Backend]:
     if name not in _BACKEND_MODULES:
-        raise BackendError(f"unknown backend {name!r}; choose one of: auto, {', '.join(_BACKEND_MODULES)}")
+        raise BackendError(f"unknown backend {quoted(name)}; choose one of: auto, {', '.join(_BACKEND_MODULES)}")
     return import_module(_BACKEND_MODULES[name]).BACKEND
 
 

@@ -19,3 +19,10 @@ class InputError(CartoonError):
 
 class OutputError(CartoonError):
     """An output cannot be written (a full disk, a read-only folder, no such encoder)."""
+
+
+def quoted(value, most: int = 40) -> str:
+    """``value`` as a message shows it: its repr, cut short (a request can carry a megabyte
+    where a word was expected, and an error must not echo it back)."""
+    text = repr(value)
+    return text if len(text) <= most else f"{text[:most]}... ({len(str(value))} characters)"

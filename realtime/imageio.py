@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,9 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> Picture:
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 note = f"{path.name} has {frames} frames or pages; only the first is used"
-            im = ImageOps.exif_transpose(im)
+            with warnings.catch_warnings():  # damaged EXIF: Pillow warns, with its install path
+                warnings.simplefilter("ignore")
+                im = ImageOps.exif_transpose(im)
             if im.mode.startswith(("I", "F")):  # 16/32-bit integers or floats: Pillow's convert would clip them
                 im, deep = _to_8_bits(im)
                 note = f"{path.name} is {deep}; scaled to 8 bits" + (f" ({note})" if note else "")
@@ -61,6 +64,8 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> Picture:
         raise InputError(f"{path} is not an image this tool can read (PNG, JPEG, WebP, BMP, TIFF...)") from None
     except OSError as e:
         raise InputError(f"{path} cannot be read ({e}); is it a complete image file?") from None
+    except ValueError as e:  # Pillow's own limits: a text or colour-profile chunk that inflates too far
+        raise InputError(f"{path} cannot be read ({e}); save it again without its metadata") from None
     bgr = np.ascontiguousarray(arr[..., 2::-1])
     return Picture(bgr, np.ascontiguousarray(arr[..., 3]) if has_alpha else None, note)
 

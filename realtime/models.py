@@ -23,7 +23,7 @@ from pathlib import Path
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from .cache import cache_dir
-from .errors import ModelError
+from .errors import ModelError, quoted
 
 ENV_ENDPOINT = "CARTOON_CAM_ENDPOINT"
 DEFAULT_ENDPOINT = "https://modelscope.cn"
@@ -96,7 +96,7 @@ def get_style(name: str) -> Style:
     try:
         return STYLES[name]
     except KeyError:
-        raise ModelError(f"unknown style {name!r}; choose one of: {', '.join(STYLES)}") from None
+        raise ModelError(f"unknown style {quoted(name)}; choose one of: {', '.join(STYLES)}") from None
 
 
 def _get(url: str, headers: dict | None = None, timeout: float = 30):

@@ -162,7 +162,7 @@ class Options:
     quiet: bool = opt(False, "no progress bars or build messages", "output")
 
     def __post_init__(self) -> None:
-        from .errors import InputError
+        from .errors import InputError, quoted
 
         if not 0.0 <= self.strength <= 1.0:
             raise InputError(f"--strength must be between 0 and 1, got {self.strength}")
@@ -188,11 +188,11 @@ class Options:
             ("precision", self.precision, ["auto", *precision_names()]),
         ):
             if value not in known:
-                raise InputError(f"--{name} {value!r} is not one of: {', '.join(known)}")
+                raise InputError(f"--{name} {quoted(value)} is not one of: {', '.join(known)}")
         from .models import STYLES
 
         if self.style not in STYLES:
-            raise InputError(f"--style {self.style!r} is not one of: {', '.join(STYLES)}")
+            raise InputError(f"--style {quoted(self.style)} is not one of: {', '.join(STYLES)}")
 
     def encoder(self) -> dict:
         """The video encoder's settings, as ``VideoFileSink`` takes them."""
@@ -204,9 +204,9 @@ class Options:
         try:
             w, h = (int(v) for v in self.size.lower().split("x"))
         except ValueError:
-            from .errors import InputError
+            from .errors import InputError, quoted
 
-            raise InputError(f"--size {self.size!r} is not WxH, e.g. 1280x720") from None
+            raise InputError(f"--size {quoted(self.size)} is not WxH, e.g. 1280x720") from None
         return w, h
 
     def replace(self, **changes) -> Options:

@@ -501,3 +501,20 @@ def test_the_outputs_check_is_linear(tmp_path, monkeypatch):
     assert len(calls) <= 2 * 4000
     with pytest.raises(outputs.InputError, match="is an input"):
         outputs.check_outputs(inputs, [tmp_path / "out" / "x.png", inputs[1999]])
+
+
+def test_a_png_whose_metadata_inflates_too_far_is_one_line(args, tmp_path):
+    """A 20 KB PNG whose zTXt chunk inflates to 20 MB, past Pillow's limit: a traceback
+    alone, "unexpected ValueError" in a batch."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "a" * (20 << 20), zip=True)
+    bomb = tmp_path / "in" / "bomb.png"
+    bomb.parent.mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(bomb, pnginfo=info)
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(tmp_path / "in" / "good.png")
+    one_line(run("image", bomb, tmp_path / "out.png", *args), "bomb.png cannot be read", "without its metadata")
+    proc = run("image", tmp_path / "in", tmp_path / "out", *args)
+    assert proc.returncode == 1 and (tmp_path / "out" / "good.png").exists()
+    assert "unexpected" not in proc.stderr and "without its metadata" in proc.stderr

@@ -547,6 +547,29 @@ def test_a_bad_live_frame_closes_the_socket_with_one_line(server):
     assert closed.value.rcvd.code == 1003 and closed.value.rcvd.reason == "a live frame must be a JPEG image"
 
 
+def test_a_text_frame_on_the_live_socket_is_refused_with_a_close_code(server):
+    from websockets.sync.client import connect
+
+    url, _ = server
+    with connect(url.replace("http", "ws") + "/ws/live") as ws:
+        ws.send("hello")  # was dropped with no close code and a KeyError in the log
+        with pytest.raises(Exception) as closed:
+            ws.recv(timeout=30)
+    assert closed.value.rcvd.code == 1003 and "binary" in closed.value.rcvd.reason
+
+
+def test_hostile_live_api_bodies_are_one_short_line(server):
+    """Deeply nested JSON was a 500 RecursionError; a 900 KB style string came back whole."""
+    url, _ = server
+    nested = "[" * 100_000 + "]" * 100_000
+    r = httpx.post(f"{url}/api/v1/live", content=nested, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "send JSON like" in r.json()["error"], r.text
+    r = httpx.post(f"{url}/api/v1/live", json={"style": "x" * 900_000})
+    assert r.status_code == 400 and "is not one of" in r.json()["error"] and len(r.text) < 400, r.text[:200]
+    r = httpx.post(f"{url}/api/v1/image", files={"file": ("a.png", b"x")}, data={"size": "9" * 500_000})
+    assert r.status_code == 400 and len(r.text) < 400, r.text[:200]
+
+
 def _gradio_call(url: str, api: str, data: list) -> str:
     """Call a UI handler the way Gradio's client does; the event stream it answers with."""
     r = httpx.post(f"{url}/gradio_api/call/{api}", json={"data": data}, timeout=30)

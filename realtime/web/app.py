@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 
-from ..errors import CartoonError, InputError
+from ..errors import CartoonError, InputError, quoted
 from .jobs import QueueFull
 from .live import Channel, LiveSession, decode_jpeg
 from .studio import Look, Studio
@@ -252,7 +252,7 @@ def create_app(studio: Studio, channel: Channel | None = None, ui: bool = True) 
         kind = request.headers.get("content-type", "")
         try:
             body = await request.json() if "json" in kind else dict(await request.form())
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested past the parser's depth
             raise InputError('send JSON like {"style": "anime", "strength": 0.8, "background": "blur"}') from None
         if not isinstance(body, dict) or set(body) - {"style", "strength", "background"}:
             raise InputError("POST /api/v1/live takes style, strength and background only")
@@ -260,7 +260,7 @@ def create_app(studio: Studio, channel: Channel | None = None, ui: bool = True) 
         try:
             strength = None if strength in (None, "") else float(strength)
         except (TypeError, ValueError):
-            raise InputError(f"strength must be a number between 0 and 1, got {strength!r}") from None
+            raise InputError(f"strength must be a number between 0 and 1, got {quoted(strength)}") from None
         return await asyncio.to_thread(
             studio.set_live, body.get("style") or None, strength, body.get("background") or None
         )
@@ -395,7 +395,7 @@ def _add_studio_routes(app: FastAPI, studio: Studio, channel: Channel) -> None:
         try:
             restyler = await asyncio.to_thread(studio.live_restyler)
             while True:
-                data = await ws.receive_bytes()
+                data = await _frame_bytes(ws)
                 if len(data) > 4 * MB:
                     raise InputError("a live frame is over 4 MB")
                 index = int.from_bytes(data[:4], "big")
@@ -424,6 +424,16 @@ def _add_studio_routes(app: FastAPI, studio: Studio, channel: Channel) -> None:
                 if current["live"] is live:
                     current.update(live=None, socket=None)
                 await asyncio.to_thread(live.close)
+
+
+async def _frame_bytes(ws: WebSocket) -> bytes:
+    """The next binary message; a text one is refused (the socket closes with 1003)."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    if message.get("bytes") is None:
+        raise InputError("send binary frames: a 4-byte frame number, then a JPEG")
+    return message["bytes"]
 
 
 async def _until_gone(ws: WebSocket, work) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 
 from ..compose import BACKGROUNDS
-from ..errors import CartoonError, InputError
+from ..errors import CartoonError, InputError, quoted
 from ..imageio import FORMATS, Picture, encode_image, read_image
 from ..options import MODES, Options, in_mode
 from .jobs import Jobs
@@ -45,19 +45,19 @@ class Look:
         o = studio.options
         style = self.style or o.style
         if style not in studio.styles():
-            raise InputError(f"style {style!r} is not one of: {', '.join(studio.styles())}")
+            raise InputError(f"style {quoted(style)} is not one of: {', '.join(studio.styles())}")
         strength = o.strength if self.strength is None else float(self.strength)
         if not 0 <= strength <= 1:
             raise InputError(f"strength must be between 0 and 1, got {strength}")
         size = str(self.size or "original")
-        if size != "original" and not (size.isdigit() and 64 <= int(size) <= 8192):
-            raise InputError(f"size must be a short side of 64 to 8192 pixels or 'original', got {size!r}")
+        if size != "original" and not (size.isdigit() and len(size) < 6 and 64 <= int(size) <= 8192):
+            raise InputError(f"size must be a short side of 64 to 8192 pixels or 'original', got {quoted(size)}")
         fmt = (self.format or "").lower().replace("jpeg", "jpg") or None
         if fmt and fmt not in MEDIA_TYPES:
-            raise InputError(f"format must be png, jpg or webp, got {self.format!r}")
+            raise InputError(f"format must be png, jpg or webp, got {quoted(self.format)}")
         background = self.background or o.background
         if background not in BACKGROUNDS:
-            raise InputError(f"background must be one of: {', '.join(BACKGROUNDS)}, got {background!r}")
+            raise InputError(f"background must be one of: {', '.join(BACKGROUNDS)}, got {quoted(background)}")
         return Look(style, strength, size, fmt, background)
 
 
@@ -231,7 +231,7 @@ class Studio:
 
     def set_live(self, style=None, strength=None, background=None) -> dict:
         if style is not None and style not in self.styles():
-            raise InputError(f"style {style!r} is not one of: {', '.join(self.styles())}")
+            raise InputError(f"style {quoted(style)} is not one of: {', '.join(self.styles())}")
         return self.live_restyler().set(style, strength, background)
 
     def close(self) -> None:

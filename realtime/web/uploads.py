@@ -73,6 +73,8 @@ def sniff_image(path: Path, shown: str, limits: Limits) -> str:
             kind, (w, h) = im.format, im.size
     except (UnidentifiedImageError, OSError):
         raise InputError(f"{shown} is not a PNG, JPEG or WebP image") from None
+    except ValueError as e:  # Pillow's own limits: a text or colour-profile chunk that inflates too far
+        raise InputError(f"{shown} cannot be read ({e}); save it again without its metadata") from None
     if kind not in IMAGE_TYPES:
         raise InputError(f"{shown} is a {kind} image; upload PNG, JPEG or WebP")
     if w * h > limits.pixels:
