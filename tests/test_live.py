@@ -502,3 +502,29 @@ def test_live_heads_ease_to_a_new_keyframe():
     steps = np.abs(np.diff(shown))
     assert shown[0] == 0 and steps.max() <= 75, shown  # the old code: one step of 210
     assert shown[-1] >= 195 and all(np.diff(steps[2:]) <= 0), shown  # reached, each step smaller
+
+
+def test_a_source_that_changes_size_is_followed(assets, tiny_models):
+    """A camera switched, a window capture resized, a phone turned: 640x360, then 320x640.
+    The stream died with OpenCV's size assertion (flow between frames of two sizes); now
+    the keyframes start afresh at the new size and the stream goes on."""
+    from fractions import Fraction
+
+    from realtime.records import Frame
+
+    clip = asset(assets, "media/classroom_720p25.mp4")
+    wide = frames_of(clip, 30, (640, 360))
+    tall = [np.ascontiguousarray(cv2.resize(f, (320, 640))) for f in frames_of(clip, 30, (360, 640))]
+
+    def camera():
+        for i, image in enumerate(wide + tall):
+            time.sleep(0.04)
+            yield Frame(image, i * 40, Fraction(1, 1000), i, time.monotonic())
+
+    o = Options(model_dir=tiny_models, face_model=asset(assets, "models/face_landmarker.task"), quiet=True)
+    with Stylizer(o.replace(precision="fp32", work_size=288, face_every=3), mode="live") as stylizer:
+        sink = MemorySink()
+        stats = Stream(stylizer).run(camera(), [sink])
+    after = [im for f, im in zip(sink.frames, sink.images, strict=True) if f.index >= 30]
+    assert all(im.shape == (640, 320, 3) for im in after) and len(after) >= 10, (len(after), stats.summary())
+    assert all(im.shape == (360, 640, 3) for f, im in zip(sink.frames, sink.images, strict=True) if f.index < 30)

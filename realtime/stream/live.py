@@ -121,7 +121,7 @@ class LiveScheduler:
     def __call__(self, a: Analysis) -> list[Scene]:
         """This frame's scene from the newest keyframe; the frame goes to the engines too."""
         self._requests.put(a)
-        kf = self._wait_first()
+        kf = self._wait_for(a)
         background = None
         if kf.background is not None:
             with self.stylizer.stage("carry"):
@@ -161,9 +161,17 @@ class LiveScheduler:
         self._shown = eased
         return eased
 
-    def _wait_first(self) -> Keyframe:
+    def _wait_for(self, a: Analysis) -> Keyframe:
+        """The newest keyframe, once there is one this frame can be dressed from: the first,
+        and after the source changed size (a camera switched, a phone turned) the first at
+        the new size, since nothing of another size can be carried along flow."""
+
+        def fits() -> bool:
+            kf = self._latest
+            return kf is not None and (kf.gray is None or a.gray is None or kf.gray.shape == a.gray.shape)
+
         with self._published:
-            self._published.wait_for(lambda: self._latest is not None or self._error is not None)
+            self._published.wait_for(lambda: fits() or self._error is not None)
         if self._error is not None:
             raise self._error
         return self._latest
@@ -197,7 +205,8 @@ class LiveScheduler:
     def _step(self, a: Analysis) -> None:
         """Run the engines on ``a`` and publish the results as the newest keyframe."""
         old = self._latest
-        fresh_bg = old is None or self._runs % self.background_every == 0 or self._refresh.is_set()
+        resized = old is not None and old.gray is not None and a.gray is not None and old.gray.shape != a.gray.shape
+        fresh_bg = old is None or resized or self._runs % self.background_every == 0 or self._refresh.is_set()
         if fresh_bg:
             self._refresh.clear()
         stylized = self.stylizer.stylize(a, background=fresh_bg)
