@@ -38,6 +38,9 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> Picture:
     (``Picture.note`` says so)."""
     path = Path(path)
     note = None
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file (a pipe or a device)"
+        raise InputError(f"{path} is {kind}; give an image file")
     try:
         with Image.open(path) as im:
             w, h = im.size

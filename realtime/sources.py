@@ -34,6 +34,22 @@ def _upright(frame: av.VideoFrame) -> np.ndarray:
     return img
 
 
+MIN_SIDE = 16  # pixels: optical flow (OpenCV's DIS wants 12) and the work copy need this much
+
+
+def check_frame_size(w: int, h: int, what: str) -> None:
+    """One line for frames too small to stylize (a 1x1 video, a 2x2 or 1x1800 live frame)."""
+    if min(w, h) < MIN_SIDE:
+        raise InputError(f"{what} is {w}x{h}; frames need at least {MIN_SIDE} pixels a side")
+
+
+def check_regular(path: Path, what: str) -> None:
+    """A path that exists but is a pipe or a device (``/dev/zero``) is said as such, not as
+    missing; reading one could wait forever or never end."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise InputError(f"{path} is not a regular file (a pipe or a device); give a {what} file")
+
+
 class FileSource:
     """Every frame of a media file, in order, none dropped; a damaged tail ends the stream
     and sets ``warning`` instead of raising. Iterate it once."""
@@ -45,6 +61,7 @@ class FileSource:
         self.start = start
         if self.path.is_dir():
             raise InputError(f"{self.path} is a folder; give a video file")
+        check_regular(self.path, "video")
         if not self.path.is_file():
             raise InputError(f"{self.path} does not exist; check the path")
         try:
@@ -81,6 +98,7 @@ class FileSource:
         if self.first is None:
             raise InputError(f"{self.path} has no decodable video frame")
         h, w = self.first.image.shape[:2]
+        check_frame_size(w, h, str(self.path))
         return w, h
 
     def _decode(self) -> Iterator[Frame]:
@@ -187,7 +205,9 @@ class LiveSource:
     @property
     def frame_size(self) -> tuple[int, int]:
         """(width, height) of the frames it will deliver, known before ``start()``."""
-        return self.first.image.shape[1], self.first.image.shape[0]
+        w, h = self.first.image.shape[1], self.first.image.shape[0]
+        check_frame_size(w, h, f"{self.device}'s picture")
+        return w, h
 
     @property
     def captured(self) -> int:

@@ -518,3 +518,21 @@ def test_a_png_whose_metadata_inflates_too_far_is_one_line(args, tmp_path):
     proc = run("image", tmp_path / "in", tmp_path / "out", *args)
     assert proc.returncode == 1 and (tmp_path / "out" / "good.png").exists()
     assert "unexpected" not in proc.stderr and "without its metadata" in proc.stderr
+
+
+@pytest.mark.parametrize("size", [(2, 2), (10, 10), (320, 8)])
+def test_videos_too_small_to_stylize_are_one_line_and_leave_nothing(args, tmp_path, size):
+    w, h = size
+    clip = write_video(tmp_path / "tiny.mp4", [np.full((h, w, 3), 100 + i, np.uint8) for i in range(3)])
+    out = tmp_path / "out.mp4"
+    one_line(run("video", clip, out, *args), f"is {w}x{h}", "at least 16 pixels")
+    one_line(run("cam", "--device", clip, "--virtual", "off", "--record", out, *args), f"{w}x{h}", "at least 16")
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_a_pipe_or_a_device_as_input_is_said_as_such(args, tmp_path):
+    fifo = tmp_path / "fifo.mp4"
+    os.mkfifo(fifo)
+    for command, src in (("video", fifo), ("video", Path("/dev/zero")), ("image", Path("/dev/zero"))):
+        out = tmp_path / ("out.mp4" if command == "video" else "out.png")
+        one_line(run(command, src, out, *args), "not a regular file")

@@ -558,6 +558,19 @@ def test_a_text_frame_on_the_live_socket_is_refused_with_a_close_code(server):
     assert closed.value.rcvd.code == 1003 and "binary" in closed.value.rcvd.reason
 
 
+@pytest.mark.parametrize("size", [(2, 2), (1, 1800)])
+def test_a_live_frame_too_small_closes_the_socket_with_one_line(server, size):
+    from websockets.sync.client import connect
+
+    url, _ = server
+    jpeg = cv2.imencode(".jpg", np.full((size[1], size[0], 3), 128, np.uint8))[1].tobytes()
+    with connect(url.replace("http", "ws") + "/ws/live") as ws:
+        ws.send((1).to_bytes(4, "big") + jpeg)
+        with pytest.raises(Exception) as closed:
+            ws.recv(timeout=30)
+    assert closed.value.rcvd.code == 1003 and "at least 16 pixels" in closed.value.rcvd.reason
+
+
 def test_hostile_live_api_bodies_are_one_short_line(server):
     """Deeply nested JSON was a 500 RecursionError; a 900 KB style string came back whole."""
     url, _ = server

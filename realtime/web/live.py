@@ -25,7 +25,7 @@ from ..compose import straight
 from ..errors import InputError
 from ..options import Options
 from ..records import Frame, Output
-from ..sources import LiveSource
+from ..sources import LiveSource, check_frame_size
 
 LOOK = ("strength", "background")
 
@@ -231,6 +231,7 @@ def decode_jpeg(data: bytes, max_pixels: int = 1920 * 1080) -> np.ndarray:
         raise InputError("a live frame could not be decoded") from None
     if w * h > max_pixels:
         raise InputError(f"a live frame of {w}x{h} is too large; send 1920x1080 or less")
+    check_frame_size(w, h, "a live frame")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise InputError("a live frame could not be decoded")
