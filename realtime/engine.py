@@ -26,6 +26,7 @@ import numpy as np
 
 from .cache import cache_dir
 from .errors import BackendError, InputError, quoted
+from .processes import alive
 
 ROLES = ("head", "background")
 HEAD_SIZE = 288
@@ -280,18 +281,8 @@ def _sweep(folder: Path) -> None:
     build killed half-way leaves nothing behind for good."""
     for p in folder.glob(".*.*.*"):
         parts = p.name.split(".")
-        if p.is_dir() and len(parts) >= 4 and parts[-2].isdigit() and not _alive(int(parts[-2])):
+        if p.is_dir() and len(parts) >= 4 and parts[-2].isdigit() and not alive(int(parts[-2])):
             shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _onnx_key(graph: Path, fp16: bool) -> dict:

@@ -313,6 +313,25 @@ def test_wrong_passwords_are_slowed_and_the_right_one_still_works(green_options)
         studio.close()
 
 
+def test_a_killed_servers_uploads_are_swept_when_one_starts(green_options):
+    import tempfile
+
+    temp = Path(tempfile.gettempdir())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that ran and is gone
+    left = temp / f"cartoon-web-{dead.pid}-abc123"
+    (left / "jobs").mkdir(parents=True)
+    (left / "upload-x.mp4").write_bytes(bytes(1000))
+    running = temp / f"cartoon-web-{os.getpid()}-def456"  # a server that still runs keeps its own
+    running.mkdir()
+    try:
+        studio = Studio(green_options, Limits())
+        studio.close()
+        assert not left.exists() and running.exists()
+    finally:
+        running.rmdir()
+
+
 def test_cartoon_web_command(assets, tmp_path):
     """The command: its URL, a warning on an open address, one line when the port is taken."""
     port = free_port()

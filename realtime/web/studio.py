@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 import threading
@@ -21,6 +22,7 @@ from ..compose import BACKGROUNDS
 from ..errors import CartoonError, InputError, quoted
 from ..imageio import FORMATS, Picture, encode_image, read_image
 from ..options import MODES, Options, in_mode
+from ..processes import alive
 from .jobs import Jobs
 from .uploads import Limits, clean_stem, sniff_image, sniff_video
 
@@ -80,7 +82,8 @@ class Studio:
     def __init__(self, options: Options, limits: Limits, given: frozenset[str] = frozenset(), log=None):
         self.options, self.limits, self.given = options, limits, given
         self.log = log or (lambda *a: None)
-        self.folder = Path(tempfile.mkdtemp(prefix="cartoon-web-"))
+        sweep_leftovers(Path(tempfile.gettempdir()))
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
         (self.folder / "jobs").mkdir()
         self.jobs = Jobs(self.folder / "jobs")
         self._stylizers: dict[str, object] = {}
@@ -244,6 +247,18 @@ class Studio:
         if self.restyler is not None:
             self.restyler.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+FOLDER_PREFIX = "cartoon-web-"  # then the server's pid: a killed server's folder is known by it
+
+
+def sweep_leftovers(temp: Path) -> None:
+    """Remove the folders (uploads, results) of servers that were killed before they could
+    clean up: a SIGKILL or a power cut leaves them, and nothing else ever would."""
+    for folder in temp.glob(f"{FOLDER_PREFIX}*-*"):
+        pid = folder.name[len(FOLDER_PREFIX) :].split("-")[0]
+        if pid.isdigit() and folder.is_dir() and not alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _resized(image, short: int):
