@@ -247,6 +247,41 @@ def test_video_api_refuses_what_is_not_a_short_video(server, assets, tmp_path):
     assert r.status_code == 413 and "over the 10 s limit" in r.json()["error"]
 
 
+def test_a_video_without_a_frame_rate_is_counted_by_its_duration(tmp_path):
+    """A 1000 fps MKV that states no average rate was counted as if 25 fps (750 frames for
+    30 s), so its job showed progress 1.0 and eta 0 while most of it was still to come."""
+    from realtime.web.uploads import sniff_video
+
+    path = tmp_path / "fast.mkv"  # x264 in Matroska: no average rate, only the guessed one
+    lavfi = ["-f", "lavfi", "-i", "testsrc=size=32x32:rate=1000", "-t", "0.6", "-c:v", "libx264", "-pix_fmt", "yuv420p"]
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *lavfi, str(path)], check=True)
+    frames, seconds = sniff_video(path, "fast.mkv", Limits())
+    assert abs(seconds - 0.6) < 0.01 and 570 <= frames <= 630, (frames, seconds)
+
+
+def test_a_video_job_can_be_cancelled(server, short_clip):
+    """DELETE /api/v1/jobs/ID: a queued job never runs, a running one stops at its next
+    frame; either way its files go and the queue goes on."""
+    url, studio = server
+    data = short_clip.read_bytes()
+    ids = [httpx.post(f"{url}/api/v1/video", files={"file": ("c.mp4", data)}, timeout=60).json()["job"] for _ in "abc"]
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{url}/api/v1/jobs/{ids[0]}").json()["state"] == "queued" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for job in ids[:2]:  # the first is running, the second still queued
+        r = httpx.delete(f"{url}/api/v1/jobs/{job}")
+        assert r.status_code == 200 and r.json()["state"] in ("cancelled", "cancelling"), r.text
+    while httpx.get(f"{url}/api/v1/jobs/{ids[2]}").json()["state"] != "done" and time.monotonic() < deadline + 120:
+        time.sleep(0.2)
+    states = [httpx.get(f"{url}/api/v1/jobs/{j}").json() for j in ids]
+    assert [s["state"] for s in states] == ["cancelled", "cancelled", "done"], states
+    assert states[1]["frames_done"] == 0 and httpx.get(f"{url}/api/v1/jobs/{ids[0]}/result").status_code == 409
+    left = [list((studio.jobs.folder / j).iterdir()) for j in ids[:2]]
+    assert left == [[], []], left  # no upload, no half-made result
+    assert httpx.delete(f"{url}/api/v1/jobs/{ids[2]}").status_code == 409  # done: nothing to cancel
+    assert httpx.delete(f"{url}/api/v1/jobs/nope").status_code == 404
+
+
 def test_live_api_changes_the_look(server):
     url, _ = server
     r = httpx.post(f"{url}/api/v1/live", json={"strength": 0.5, "background": "blur"}, timeout=120)

@@ -370,14 +370,23 @@ def _add_studio_routes(app: FastAPI, studio: Studio, channel: Channel) -> None:
     async def job_state(job_id: str):
         st = studio.jobs.state(job_id)
         if st is None:
-            return error(404, f"no job {job_id!r} (finished jobs are kept for an hour)")
+            return error(404, f"no job {quoted(job_id)} (finished jobs are kept for an hour)")
+        return st.public()
+
+    @app.delete("/api/v1/jobs/{job_id}")
+    async def job_cancel(job_id: str):
+        st = studio.jobs.cancel(job_id)
+        if st is None:
+            return error(404, f"no job {quoted(job_id)} (finished jobs are kept for an hour)")
+        if st.state not in ("cancelling", "cancelled"):
+            return error(409, f"the job is {st.state}; only a queued or running job can be cancelled")
         return st.public()
 
     @app.get("/api/v1/jobs/{job_id}/result")
     async def job_result(job_id: str):
         st = studio.jobs.state(job_id)
         if st is None:
-            return error(404, f"no job {job_id!r} (finished jobs are kept for an hour)")
+            return error(404, f"no job {quoted(job_id)} (finished jobs are kept for an hour)")
         found = studio.jobs.result(job_id)
         if found is None:
             why = st.error if st.state == "failed" else f"the job is {st.state}; poll /api/v1/jobs/{job_id}"

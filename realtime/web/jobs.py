@@ -20,13 +20,17 @@ from ..errors import CartoonError, InputError
 from ..options import Options
 
 
+class Cancelled(CartoonError):
+    """A job stopped because its client asked (DELETE /api/v1/jobs/ID)."""
+
+
 class QueueFull(InputError):
     """Too many jobs waiting: the server answers 429."""
 
 
 @dataclass(frozen=True)
 class JobState:
-    state: str = "queued"  # queued, running, done, failed
+    state: str = "queued"  # queued, running, cancelling, done, failed, cancelled
     progress: float = 0.0
     frames_done: int = 0
     frames_total: int = 0
@@ -62,6 +66,7 @@ class Job:
     options: Options
     frames_total: int
     max_seconds: float  # the duration limit, held to while decoding (a header can lie)
+    seconds: float = 0.0  # how long the upload says it is
 
 
 class Jobs:
@@ -77,12 +82,15 @@ class Jobs:
         self._states: dict[str, JobState] = {}
         self._order: list[str] = []
         self._cancel = threading.Event()
+        self._cancelled: set[str] = set()  # jobs asked to stop (DELETE /api/v1/jobs/ID)
         self._thread = threading.Thread(target=self._work, name="video-jobs", daemon=True)
         self._thread.start()
 
-    def submit(self, upload: Path, name: str, options: Options, frames_total: int, max_seconds: float) -> str:
+    def submit(
+        self, upload: Path, name: str, options: Options, frames_total: int, max_seconds: float, seconds: float = 0.0
+    ) -> str:
         job_id = secrets.token_hex(8)
-        job = Job(job_id, upload, self.folder / job_id / name, name, options, frames_total, max_seconds)
+        job = Job(job_id, upload, self.folder / job_id / name, name, options, frames_total, max_seconds, seconds)
         with self._lock:  # counted and queued in one step: two uploads at once cannot both pass the count
             waiting = sum(st.state == "queued" for st in self._states.values())
             if waiting >= self.max_waiting:
@@ -105,12 +113,35 @@ class Jobs:
             job, st = self._jobs.get(job_id), self._states.get(job_id)
             return (job.result, job.name) if job and st and st.state == "done" else None
 
+    def cancel(self, job_id: str) -> JobState | None:
+        """Stop a job: a queued one never runs, a running one stops at its next frame; its
+        files go. None for an unknown job; a finished one is left as it is."""
+        with self._lock:
+            st = self._states.get(job_id)
+            if st is None or st.state not in ("queued", "running"):
+                return st
+            self._cancelled.add(job_id)
+            changed = "cancelling" if st.state == "running" else "cancelled"
+            self._states[job_id] = replace(st, state=changed, eta_seconds=None)
+            self._reposition()
+            if changed == "cancelled":
+                self._jobs[job_id].upload.unlink(missing_ok=True)
+                _emptied(self.folder / job_id)
+            return self._states[job_id]
+
     def close(self) -> None:
         """Stop the worker (a running job ends at its next frame) and remove every file."""
         self._cancel.set()
         self._queue.put(None)
         self._thread.join(timeout=30)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _stop_reason(self, job_id: str) -> str | None:
+        """Why a running job must stop now, if it must."""
+        if self._cancel.is_set():
+            return "the server is stopping"
+        with self._lock:
+            return "cancelled" if job_id in self._cancelled else None
 
     def _set(self, job_id: str, **changes) -> None:
         with self._lock:
@@ -122,7 +153,7 @@ class Jobs:
         ahead = 0
         for jid in self._order:
             st = self._states[jid]
-            if st.state == "running":
+            if st.state in ("running", "cancelling"):
                 ahead += 1
             elif st.state == "queued":
                 self._states[jid] = replace(st, position=ahead)
@@ -133,7 +164,8 @@ class Jobs:
         for jid in list(self._order):
             folder = self.folder / jid
             st = self._states[jid]
-            if st.state in ("done", "failed") and folder.exists() and now - folder.stat().st_mtime > self.keep:
+            ended = st.state in ("done", "failed", "cancelled")
+            if ended and folder.exists() and now - folder.stat().st_mtime > self.keep:
                 shutil.rmtree(folder, ignore_errors=True)
                 self._order.remove(jid)
                 del self._states[jid], self._jobs[jid]
@@ -151,10 +183,16 @@ class Jobs:
                 continue
             if job is None or self._cancel.is_set():
                 break
+            with self._lock:
+                if job.id in self._cancelled:
+                    continue
             self._set(job.id, state="running")
             try:
-                notes = run_video(job, self._set, self._cancel)
+                notes = run_video(job, self._set, lambda job_id=job.id: self._stop_reason(job_id))
                 self._set(job.id, state="done", progress=1.0, eta_seconds=0.0, notes=tuple(notes))
+            except Cancelled:
+                _emptied(self.folder / job.id)
+                self._set(job.id, state="cancelled", eta_seconds=None)
             except CartoonError as e:
                 self._set(job.id, state="failed", error=str(e))
             except Exception as e:  # one line to the client; the worker lives on
@@ -165,9 +203,17 @@ class Jobs:
                     (self.folder / job.id).touch()
 
 
-def run_video(job: Job, report, cancel: threading.Event) -> list[str]:
+def _emptied(folder: Path) -> None:
+    """A job's files removed; the empty folder stays, its time the job's end (``_expire``)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(exist_ok=True)
+
+
+def run_video(job: Job, report, stop_reason) -> list[str]:
     """The clip through a file stream into ``job.result`` (audio and timestamps kept, as
-    ``cartoon-video``); ``report(id, **state)`` gets the progress."""
+    ``cartoon-video``); ``report(id, **state)`` gets the progress; ``stop_reason()`` says
+    when it must stop. Progress is by frames while the upload's count holds, then by the
+    frames' place in its duration (a count from a wrong rate must not read 100 %)."""
     from ..pipeline import Stylizer
     from ..sinks import VideoFileSink
     from ..sources import FileSource
@@ -179,12 +225,16 @@ def run_video(job: Job, report, cancel: threading.Event) -> list[str]:
     def tick(frame) -> None:
         nonlocal done
         done += 1
-        if cancel.is_set():
-            raise InputError("the server is stopping")
+        if (why := stop_reason()) == "cancelled":
+            raise Cancelled(why)
+        if why:
+            raise InputError(why)
         if frame.seconds > job.max_seconds + 1:
             raise InputError(f"the video runs past the {job.max_seconds:.0f} s limit its header promised to keep")
         if done % 5 == 0 or done == job.frames_total:
-            total = max(job.frames_total, done)
+            total = job.frames_total
+            if done >= total:  # the count was short: estimate again from where the frame lies in time
+                total = done + max(1, round(done * (job.seconds - frame.seconds) / max(frame.seconds, 1e-3)))
             rate = done / max(time.monotonic() - t0, 1e-6)
             report(
                 job.id, frames_done=done, frames_total=total, progress=done / total, eta_seconds=(total - done) / rate

@@ -214,12 +214,12 @@ class Studio:
     # ---- video -------------------------------------------------------------------------------
     def submit_video(self, path: Path, shown: str, look: Look) -> str:
         look = look.checked(self)
-        frames, _ = sniff_video(path, shown, self.limits)
+        frames, seconds = sniff_video(path, shown, self.limits)
         self.sweep()
         o = self.options.replace(style=look.style, strength=look.strength, background=look.background, quiet=True)
         o, _ = in_mode(o, MODES["file"], self.given)
         name = clean_stem(shown, "video") + "-cartoon.mp4"
-        return self.jobs.submit(path, name, o, frames, self.limits.video_seconds)
+        return self.jobs.submit(path, name, o, frames, self.limits.video_seconds, seconds)
 
     # ---- live --------------------------------------------------------------------------------
     def live_restyler(self):

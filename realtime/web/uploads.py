@@ -103,7 +103,8 @@ def sniff_video(path: Path, shown: str, limits: Limits) -> tuple[int, float]:
                 raise InputError(f"{shown} has no video track; upload a video file")
             v = c.streams.video[0]
             seconds = float(c.duration / av.time_base) if c.duration else float((v.duration or 0) * (v.time_base or 0))
-            fps = float(v.average_rate or 25)
+            fps = float(v.average_rate or v.guessed_rate or 25)  # Matroska often states only the guessed rate
+            counted = v.frames
     except av.FFmpegError:
         raise InputError(f"{shown} is not a video FFmpeg can read") from None
     if seconds <= 0:
@@ -113,7 +114,7 @@ def sniff_video(path: Path, shown: str, limits: Limits) -> tuple[int, float]:
             f"{shown} lasts {seconds:.0f} s, over the {limits.video_seconds:.0f} s limit; "
             "start with --max-video-seconds to allow it"
         )
-    return max(1, round(seconds * fps)), seconds
+    return max(1, counted or round(seconds * fps)), seconds
 
 
 def clean_stem(name: str | None, fallback: str) -> str:
