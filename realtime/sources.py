@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 from .errors import InputError
@@ -82,6 +83,7 @@ class FileSource:
         self.frame_count = self.stream.frames or None
         self.warning: str | None = None
         self.notes: list[str] = []  # what was repaired on the way (said, not fatal)
+        self._said_resize = False
         self._decoded = self._decode()
         self._first: Frame | None = None
 
@@ -102,7 +104,7 @@ class FileSource:
         return w, h
 
     def _decode(self) -> Iterator[Frame]:
-        i = 0
+        i, size, said_repair = 0, None, False
         timeline = _Timeline(self.time_base, self.fps)
         if self.start is not None:
             pts, i = self.start
@@ -112,14 +114,33 @@ class FileSource:
                 if self.start is not None and i == self.start[1] and frame.pts != self.start[0]:
                     raise InputError(f"{self.path.name}: seeking to frame {i} did not land on it; run without --ray")
                 pts = timeline(frame.pts, frame.time_base or self.time_base)
-                yield Frame(_upright(frame), pts, self.time_base, i, time.monotonic())
+                image = _upright(frame)
+                if size is None:
+                    size = image.shape[:2]
+                elif image.shape[:2] != size:
+                    image = self._rescaled(image, size, i)
+                yield Frame(image, pts, self.time_base, i, time.monotonic())
                 i += 1
-                if timeline.repaired and not self.notes:
+                if timeline.repaired and not said_repair:
+                    said_repair = True
                     self.notes.append(f"{self.path.name}: {timeline.repaired}")
         except av.FFmpegError as e:
             self.warning = f"{self.path.name}: decoding stopped at frame {i} ({e}); the rest is unreadable"
         if self.warning is None and self.frame_count and i < self.frame_count:
             self.warning = f"{self.path.name} ends early: {i} of its {self.frame_count} frames are readable"
+
+    def _rescaled(self, image: np.ndarray, size: tuple[int, int], index: int) -> np.ndarray:
+        """A frame of another size (clips of two sizes joined) scaled to the first frame's,
+        which the output has: never cropped; said once."""
+        (h, w), (h2, w2) = size, image.shape[:2]
+        if not self._said_resize:
+            self._said_resize = True
+            self.notes.append(
+                f"{self.path.name} changes size at frame {index} ({w2}x{h2}, was {w}x{h}); "
+                f"frames of another size are scaled to {w}x{h}"
+            )
+        smaller = w2 * h2 > w * h
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if smaller else cv2.INTER_LINEAR)
 
     def __iter__(self) -> Iterator[Frame]:
         if self._first is not None:

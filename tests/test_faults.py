@@ -15,6 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from conftest import asset, cli_args
@@ -536,3 +537,27 @@ def test_a_pipe_or_a_device_as_input_is_said_as_such(args, tmp_path):
     for command, src in (("video", fifo), ("video", Path("/dev/zero")), ("image", Path("/dev/zero"))):
         out = tmp_path / ("out.mp4" if command == "video" else "out.png")
         one_line(run(command, src, out, *args), "not a regular file")
+
+
+def test_a_video_that_changes_size_is_scaled_not_cropped(assets, tmp_path):
+    """160x90 then 320x180, joined: the second part came out as its top-left quarter, exit 0,
+    without a word. Every frame is now scaled to the output's size, and that is said once."""
+    parts = []
+    for size in ("160x90", "320x180"):
+        parts.append(tmp_path / f"{size}.ts")
+        lavfi = ["-f", "lavfi", "-i", f"testsrc=size={size}:rate=25", "-t", "0.4", "-c:v", "libx264"]
+        subprocess.run(["ffmpeg", "-v", "error", "-y", *lavfi, "-pix_fmt", "yuv420p", str(parts[-1])], check=True)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    out = tmp_path / "out.mp4"
+    identity = ["--model-dir", asset(assets, "models/dctnet/identity"), "--no-faces", "--crf", "0"]
+    identity += ["--precision", "fp32"]
+    proc = run("video", joined, out, *identity)
+    assert proc.returncode == 0 and proc.stderr.count("changes size at frame 10") == 1, proc.stderr
+    got = frames_of(out)
+    big = frames_of(parts[1])
+    want = [cv2.resize(f, (160, 90), interpolation=cv2.INTER_AREA) for f in big]
+    assert len(got) == 20 and got[15].shape == (90, 160, 3)
+    error = np.mean([np.abs(g.astype(int) - w).mean() for g, w in zip(got[10:], want, strict=True)])
+    cropped = np.mean([np.abs(g.astype(int) - f[:90, :160]).mean() for g, f in zip(got[10:], big, strict=True)])
+    assert error < 8 and cropped > 3 * error, (error, cropped)
