@@ -79,7 +79,10 @@ class FileSource:
         self.stream = video[0]
         self.stream.thread_type = "AUTO"
         self.time_base = self.stream.time_base
-        self.fps = float(self.stream.average_rate or self.stream.guessed_rate or 25)
+        # The average over a file with a gap of an hour is a fraction of a frame a second:
+        # the stream's own rate then says more (an encoder given the average holds a frame for minutes).
+        rates = (self.stream.average_rate, self.stream.guessed_rate)
+        self.fps = next((float(r) for r in rates if r and r >= 1), 25.0)
         self.frame_count = self.stream.frames or None
         self.warning: str | None = None
         self.notes: list[str] = []  # what was repaired on the way (said, not fatal)
@@ -159,17 +162,23 @@ class FileSource:
         self.close()
 
 
+GAP_SECONDS = 60  # a forward jump longer than this is a careless join, not a pause: closed up
+
+
 class _Timeline:
-    """Presentation times that only go forward. A file joined from clips without care (an
-    ``ffmpeg -f concat -c copy`` of a 25 fps and a 10 fps clip) can step back in time; an
+    """Presentation times that only go forward, with no gap over ``GAP_SECONDS``. A file
+    joined from clips without care (an ``ffmpeg -f concat -c copy`` of a 25 fps and a 10 fps
+    clip) can step back in time; an
     encoder refuses that, so from such a frame on every later one is moved by the same amount
-    to one frame after the last (their spacing kept), and ``repaired`` says so."""
+    to one frame after the last (their spacing kept); a jump of an hour (a clip's clock reset
+    the other way) is closed up the same way; ``repaired`` says so."""
 
     def __init__(self, time_base, fps: float):
         self.time_base = time_base
         self.step = max(1, round(1 / (fps * time_base)))
         self.offset = 0
         self.last: int | None = None
+        self.spacing: int | None = None  # between the last two frames
         self.repaired: str | None = None
 
     def __call__(self, pts: int | None, time_base) -> int:
@@ -178,6 +187,16 @@ class _Timeline:
         if pts is None:  # no timestamp at all: one frame after the last
             pts = (self.last + self.step if self.last is not None else 0) - self.offset
         out = pts + self.offset
+        if self.last is not None and (out - self.last) * self.time_base > GAP_SECONDS:
+            jump = out - self.last - (self.spacing or self.step)  # the rate itself counts the gap in
+            self.offset -= jump
+            out -= jump
+            if self.repaired is None:
+                at, by = float(self.last * self.time_base), float(jump * self.time_base)
+                self.repaired = (
+                    f"timestamps jump forward {by:.0f} s after {at:.2f} s; the gap was closed up "
+                    "(sound after that point may drift)"
+                )
         if self.last is not None and out <= self.last:
             back = self.last - out
             self.offset += back + self.step
@@ -188,6 +207,8 @@ class _Timeline:
                     f"timestamps go back {by:.2f} s after {at:.2f} s; the frames from there on were moved "
                     "to keep time going forward (sound after that point may drift)"
                 )
+        if self.last is not None and out > self.last:
+            self.spacing = out - self.last
         self.last = out
         return out
 

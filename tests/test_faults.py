@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -561,3 +562,21 @@ def test_a_video_that_changes_size_is_scaled_not_cropped(assets, tmp_path):
     error = np.mean([np.abs(g.astype(int) - w).mean() for g, w in zip(got[10:], want, strict=True)])
     cropped = np.mean([np.abs(g.astype(int) - f[:90, :160]).mean() for g, f in zip(got[10:], big, strict=True)])
     assert error < 8 and cropped > 3 * error, (error, cropped)
+
+
+def test_an_hours_jump_in_the_timestamps_is_closed_up_and_said(assets, args, tmp_path):
+    """Video that jumps +1 h with AAC audio beside it: the output ran 3,674 s (the audio
+    padded to match) or its finishing failed and removed all the work."""
+    images = [np.full((90, 160, 3), (i * 5) % 255, np.uint8) for i in range(50)]
+    pts = [i * 40 for i in range(25)] + [3_600_000 + i * 40 for i in range(25)]
+    video = write_video(tmp_path / "v.mp4", images, pts_ms=pts)
+    clip = tmp_path / "jump.mp4"
+    audio = ["-f", "lavfi", "-i", "sine=d=2", "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac"]
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(video), *audio, str(clip)], check=True)
+    out = tmp_path / "out.mp4"
+    proc = run("video", clip, out, *[a for a in args if a != "--quiet"])
+    assert proc.returncode == 0 and re.search(r"jump forward 3\d\d\d s after 0.96 s", proc.stderr), proc.stderr
+    stamps = timestamps(out)
+    assert len(stamps) == 50 and max(stamps) < 2.5, stamps[-3:]
+    with av.open(str(out)) as c:
+        assert float(c.duration / av.time_base) < 2.5
