@@ -23,6 +23,7 @@ def _run(prog: str, body: Callable[[Interrupts], int | None]) -> int:
     from .memory import limit_malloc_arenas
 
     limit_malloc_arenas()
+    streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = TolerantStream.around(sys.stdout), TolerantStream.around(sys.stderr)
     interrupts = Interrupts()
     interrupts.notice = lambda message: print(f"{prog}: {message}", file=sys.stderr)
@@ -38,6 +39,7 @@ def _run(prog: str, body: Callable[[Interrupts], int | None]) -> int:
     finally:  # a reader gone after our last line (`| head -1`) must not turn exit 0 into 120
         sys.stdout.flush()
         sys.stderr.flush()
+        sys.stdout, sys.stderr = streams  # the API's caller gets its own streams back
 
 
 class TolerantStream:
@@ -65,6 +67,11 @@ class TolerantStream:
             self._to_devnull()
         except ValueError:  # closed
             pass
+
+    def close(self) -> None:
+        """Not the process's stream: a logging handler that kept this one and closes it
+        (absl's does) must not close stderr for everyone."""
+        self.flush()
 
     def _to_devnull(self) -> None:
         """From now on the stream's descriptor writes nowhere (its buffer drains there too)."""
@@ -424,7 +431,10 @@ def _limits(args, options):
 
     mb = 1 << 20
     return Limits(
-        round(args.max_image_mb * mb), round(args.max_video_mb * mb), options.max_pixels, args.max_video_seconds,
+        round(args.max_image_mb * mb),
+        round(args.max_video_mb * mb),
+        options.max_pixels,
+        args.max_video_seconds,
         args.max_batch_files,
     )
 

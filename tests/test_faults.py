@@ -580,3 +580,50 @@ def test_an_hours_jump_in_the_timestamps_is_closed_up_and_said(assets, args, tmp
     assert len(stamps) == 50 and max(stamps) < 2.5, stamps[-3:]
     with av.open(str(out)) as c:
         assert float(c.duration / av.time_base) < 2.5
+
+
+def test_a_command_run_in_process_leaves_the_streams_as_it_found_them():
+    """The API and the tests run the commands in a process that goes on: the streams they
+    had are theirs again afterwards, and a logging handler that kept the wrapped stream and
+    closes it (absl's does, when uvicorn resets logging) cannot close the process's stderr
+    (the suite died of 'lost sys.stderr' in its first web test)."""
+    import io
+
+    from realtime.cli import _run
+
+    out, err = io.StringIO(), io.StringIO()
+    seen = {}
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+
+        def body(interrupts):
+            seen["stderr"] = sys.stderr
+            print("said", file=sys.stderr)
+
+        assert _run("prog", body) == 0
+        assert sys.stdout is out and sys.stderr is err
+    seen["stderr"].close()  # what a handler holding it would do
+    assert not err.closed and err.getvalue() == "said\n"
+
+
+def test_the_web_server_leaves_other_logging_handlers_open():
+    """uvicorn's default logging set-up closes every handler the process has; ours must not."""
+    import io
+    import logging
+
+    from realtime.web import bind, server
+
+    class Closing(logging.StreamHandler):  # as absl's handler is: closing it closes its stream
+        def close(self):
+            self.stream.close()
+            super().close()
+
+    stream = io.StringIO()
+    handler = Closing(stream)
+    logging.getLogger("someone-else").addHandler(handler)
+    sock = bind("127.0.0.1", 0)
+    try:
+        server(lambda scope, receive, send: None, sock)
+        assert not stream.closed
+    finally:
+        sock.close()
+        logging.getLogger("someone-else").removeHandler(handler)

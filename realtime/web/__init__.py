@@ -38,8 +38,15 @@ def server(app, sock: socket.socket):
 
     # No permessage-deflate: frames are raw RGBA or JPEG, and zlib on every one cost the
     # server more CPU than anything but the engines and the face finder.
+    # log_config=None: uvicorn's own set-up resets logging and closes every handler the
+    # process has (absl's closes the stderr it holds); its warnings reach stderr anyway.
     config = uvicorn.Config(
-        app, log_level="warning", ws_max_size=8 << 20, ws_per_message_deflate=False, timeout_graceful_shutdown=3
+        app,
+        log_config=None,
+        log_level="warning",
+        ws_max_size=8 << 20,
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=3,
     )
     return uvicorn.Server(config)
 
