@@ -155,12 +155,13 @@ def _worker_class(ray):
 
         def run(self, batch: list[tuple[str, str]], fmt: str | None, max_pixels: int) -> list[tuple]:
             """(input, failure line or None, notes) for each (input, output) of ``batch``."""
-            from .batch import failure, stylize_file
+            from .image_file import failure, stylize_file
 
             out = []
             for src, dst in batch:
                 try:
-                    out.append((src, None, stylize_file(self.stylizer, Path(src), Path(dst), fmt, max_pixels)))
+                    _, lines = stylize_file(self.stylizer, Path(src), Path(dst), fmt, max_pixels)
+                    out.append((src, None, lines))
                 except Exception as e:  # one bad file never stops the others
                     out.append((src, failure(Path(src), e), []))
             return out

@@ -8,9 +8,10 @@ from pathlib import Path
 from .errors import CartoonError
 
 
-def stylize_file(stylizer, src: Path, dst: Path, fmt: str | None, max_pixels: int) -> list[str]:
+def stylize_file(stylizer, src: Path, dst: Path, fmt: str | None, max_pixels: int) -> tuple[int, list[str]]:
     """Stylize ``src`` into ``dst`` (written through a temporary file and renamed: never half
-    written); the lines worth telling the user (a note on the input, no face found)."""
+    written); the faces stylized, and the lines worth telling the user (a note on the
+    input, no face found)."""
     from .imageio import ALPHA_FORMATS, Picture, output_format, read_image, write_image
 
     lines = []
@@ -29,7 +30,7 @@ def stylize_file(stylizer, src: Path, dst: Path, fmt: str | None, max_pixels: in
             lines.append(f"{dst.name}: JPEG has no transparency; the heads are on black (use .png or .webp)")
     with stylizer.stage("encode"):
         write_image(dst, Picture(image, alpha), fmt)
-    return lines
+    return len(result.faces), lines
 
 
 def failure(src: Path, e: BaseException) -> str:

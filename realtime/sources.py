@@ -71,7 +71,7 @@ class FileSource:
         except av.FFmpegError as e:
             raise InputError(f"{self.path} cannot be opened as media ({e})") from None
         self._closed = False
-        video = [s for s in self.container.streams.video if not _is_picture(s)]
+        video = [s for s in self.container.streams.video if not is_picture(s)]
         if not video:
             kind = "only a cover picture, no video" if self.container.streams.video else "no video stream"
             self.close()
@@ -213,7 +213,7 @@ class _Timeline:
         return out
 
 
-def _is_picture(stream) -> bool:
+def is_picture(stream) -> bool:
     """An attached picture (cover art in an .mp3 or .m4a) is a video stream of one frame,
     not a video."""
     return bool(stream.disposition & av.stream.Disposition.attached_pic)
@@ -327,9 +327,7 @@ class CameraSource(LiveSource):
     ``start()`` thrown away: left unread, the driver's buffers would fill (FFmpeg's v4l2 asks
     for many) and come out as a burst of stale frames when the stream starts."""
 
-    def __init__(
-        self, device: str, size: tuple[int, int] | None = None, fps: float | None = None, mjpeg: bool = True
-    ):
+    def __init__(self, device: str, size: tuple[int, int] | None = None, fps: float | None = None, mjpeg: bool = True):
         super().__init__(device)
         self.fps_requested = fps
         fmt, name = camera_input(device)
@@ -469,6 +467,16 @@ def camera_input(device: str) -> tuple[str, str]:
         f"--device {device} is not a video file, a camera index or a /dev path here; "
         "cartoon-cam --list-devices names the cameras, FORMAT:NAME opens any FFmpeg input device"
     )
+
+
+def print_cameras() -> int:
+    """``cartoon-cam --list-devices``."""
+    cameras = list_cameras()
+    for i, (name, description) in enumerate(cameras):
+        print(f"{i}: {name}" + (f" ({description})" if description and description != name else ""))
+    if not cameras:
+        print("no cameras found; check one is connected (on Linux: ls /dev/video*)")
+    return 0
 
 
 def list_cameras() -> list[tuple[str, str]]:

@@ -3,7 +3,7 @@ pipeline against the official per-frame flow.
 
 Prints tables and writes JSON. Generator: per (backend, precision, batch, height, width)
 the median milliseconds per call and the PSNR against FP32 (the PyTorch port), beside
-TensorFlow's figures on the same 2-core machine (DESIGN §1). Video: frames per second and
+TensorFlow's figures on the same 2-core machine (docs/design.md §1.5). Video: frames per second and
 flicker (``realtime.quality``) on the first frames of the classroom clip, for the official
 per-frame flow, the background alone, and our presets; and the identity model's PSNR
 through the smoothed pipeline. Medians, not means: these machines are noisy.
@@ -39,12 +39,12 @@ from realtime.options import MODES, Options, settle
 from realtime.pipeline import Stylizer
 from realtime.quality import FLOWS, Motion, flicker, motion, psnr, validate
 from realtime.sinks import VideoFileSink
-from realtime.sources import FileSource, PlaybackSource
+from realtime.sources import FileSource
 from realtime.stream import Stream
 
 VIDEO_PRESET, LIVE_PRESET = dict(MODES["file"].preset), dict(MODES["live"].preset)
 
-# TensorFlow 1 frozen graph on this kind of 2-core machine (DESIGN §1), milliseconds per call.
+# TensorFlow 1 frozen graph on this kind of 2-core machine (docs/design.md §1.5), milliseconds per call.
 TENSORFLOW_MS = {(1, 288, 288): 123.0, (1, 720, 1280): 1290.0}
 CASES = [(1, 288, 288, "head"), (4, 288, 288, "head"), (1, 720, 1280, "background")]
 
@@ -124,9 +124,16 @@ def generator_bench(args, console: Console) -> dict:
             "DCT-Net generator (median ms per call; TensorFlow: 123 ms at 288, 1290 ms at 720x1280)",
             ("backend", "precision", "device", "shape", "ms", "ms/image", "x TF", "PSNR vs fp32"),
             [
-                (r["backend"], r["precision"], r["device"], f"{r['batch']}x{r['height']}x{r['width']}",
-                 f"{r['ms_median']:.1f}", f"{r['ms_per_image']:.1f}", f"{r['speedup_vs_tensorflow']:.2f}",
-                 f"{r['psnr_vs_fp32']:.1f}")
+                (
+                    r["backend"],
+                    r["precision"],
+                    r["device"],
+                    f"{r['batch']}x{r['height']}x{r['width']}",
+                    f"{r['ms_median']:.1f}",
+                    f"{r['ms_per_image']:.1f}",
+                    f"{r['speedup_vs_tensorflow']:.2f}",
+                    f"{r['psnr_vs_fp32']:.1f}",
+                )
                 for r in rows
             ],
         )
@@ -396,32 +403,26 @@ def live_bench(
 ) -> dict:
     """cartoon-cam's pipeline on a clip played live and looped, as a camera would; ``record``
     also records to that file, as ``--record`` does; ``watch``: more sinks."""
-    from contextlib import ExitStack
-
-    from realtime.sinks import BackgroundSink, VideoFileSink
+    from realtime.runners.live import run_live
 
     o = Options(model_dir=model_dir, face_model=face_model, quiet=True, **LIVE_PRESET)
-    with ExitStack() as stack:
-        memory = stack.enter_context(MemoryWatch())
-        stylizer = stack.enter_context(Stylizer(o, mode="live"))
-        source = stack.enter_context(PlaybackSource(clip, loop=True))
-        sinks = [DeviceSink(), *(watch or [])]
-        if record:
-            w, h = source.frame_size
-            file = VideoFileSink(record, w, h, source.fps, source.time_base, None, **o.encoder(), temporary=False)
-            sinks.append(stack.enter_context(BackgroundSink(file)))
-        stream = Stream(stylizer)
-        stats = stream.run(source, sinks, max_frames=int(seconds * source.fps))
+    with FileSource(clip) as probe:
+        fps = probe.fps
+    o = o.replace(device=str(clip), loop=True, virtual="off", record=record, max_frames=int(seconds * fps))
+    with MemoryWatch() as memory:
+        report = run_live(o, sinks=(DeviceSink(), *(watch or [])))
     out = {
         "clip": clip.name,
-        **stats.summary(),
-        "captured": source.captured,
-        "source_fps": round(source.delivered_fps, 2),
-        "keyframes": stream.scheduler.keyframes,
-        "dropped_pct": round(100 * stats.dropped / max(stats.frames + stats.dropped, 1), 2),
-        "queue_peaks": stats.queue_peaks,
+        **report.summary,
+        "captured": report.captured,
+        "source_fps": round(report.camera_fps, 2),
+        "keyframes": report.keyframes,
+        "dropped_pct": round(
+            100 * report.summary["dropped"] / max(report.summary["frames"] + report.summary["dropped"], 1), 2
+        ),
+        "queue_peaks": report.queue_peaks,
         **memory.growth(warm_up),
-        "stage_ms_median": stylizer.timings.medians_ms(),
+        "stage_ms_median": report.stage_ms,
     }
     console.print(f"live: {out}")
     return out
@@ -663,9 +664,13 @@ def main(argv: list[str] | None = None) -> int:
                 "(grey levels; x the official flow's) and identity PSNR of the file",
                 ("config", "fps", "x official", *regions, "identity dB mean / min"),
                 [
-                    (r["config"], f"{r['fps']:.2f}", f"{r['speedup_vs_official']:.2f}",
-                     *(f"{r[k]:.2f} ({r[k + '/x_official']:.2f})" for k in regions),
-                     f"{r['identity_psnr_mean']:.2f} / {r['identity_psnr_min']:.2f}")
+                    (
+                        r["config"],
+                        f"{r['fps']:.2f}",
+                        f"{r['speedup_vs_official']:.2f}",
+                        *(f"{r[k]:.2f} ({r[k + '/x_official']:.2f})" for k in regions),
+                        f"{r['identity_psnr_mean']:.2f} / {r['identity_psnr_min']:.2f}",
+                    )
                     for r in video["rows"]
                 ],
             )
@@ -678,9 +683,12 @@ def main(argv: list[str] | None = None) -> int:
                 "the same measures on a cartoon-cam --record (the classroom clip looped live)",
                 ("config", "fps", *regions, "identity dB mean / min"),
                 [
-                    (live["config"], f"{live['fps']:.2f}",
-                     *(f"{live[k]:.2f} ({live[k + '/x_official']:.2f})" for k in regions),
-                     f"{live['identity_psnr_mean']:.2f} / {live['identity_psnr_min']:.2f}")
+                    (
+                        live["config"],
+                        f"{live['fps']:.2f}",
+                        *(f"{live[k]:.2f} ({live[k + '/x_official']:.2f})" for k in regions),
+                        f"{live['identity_psnr_mean']:.2f} / {live['identity_psnr_min']:.2f}",
+                    )
                 ],
             )
         )
@@ -692,9 +700,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"cartoon-cam on clips played live and looped ({args.live_seconds:.0f} s each)",
                 ("clip", "fps out", "source fps", "dropped", "p50 ms", "p99 ms", "keyframes", "RSS growth"),
                 [
-                    (r["clip"], f"{r['fps']:.2f}", f"{r['source_fps']:.2f}", f"{r['dropped_pct']:.1f}%",
-                     f"{r['latency_ms_p50']:.0f}", f"{r['latency_ms_p99']:.0f}", str(r["keyframes"]),
-                     f"{r.get('rss_growth_pct', float('nan')):+.1f}%")
+                    (
+                        r["clip"],
+                        f"{r['fps']:.2f}",
+                        f"{r['source_fps']:.2f}",
+                        f"{r['dropped_pct']:.1f}%",
+                        f"{r['latency_ms_p50']:.0f}",
+                        f"{r['latency_ms_p99']:.0f}",
+                        str(r["keyframes"]),
+                        f"{r.get('rss_growth_pct', float('nan')):+.1f}%",
+                    )
                     for r in results["live"]
                 ],
             )
@@ -718,15 +733,31 @@ def main(argv: list[str] | None = None) -> int:
             _table(
                 f"segment seams on {seams['clip']} ({seams['frames']} frames, up to 4 segments; "
                 f"default warm-up {seams['default_warm_up']} frames)",
-                ("crf", "warm-up", "flicker near seams", "x one process near", "x one process elsewhere",
-                 "near seams x elsewhere", "one process, same frames", "one process, near its keyframes",
-                 "PSNR vs one, near (min)", "elsewhere (median)"),
+                (
+                    "crf",
+                    "warm-up",
+                    "flicker near seams",
+                    "x one process near",
+                    "x one process elsewhere",
+                    "near seams x elsewhere",
+                    "one process, same frames",
+                    "one process, near its keyframes",
+                    "PSNR vs one, near (min)",
+                    "elsewhere (median)",
+                ),
                 [
-                    (str(r["crf"]), str(r["warm_up"]), f"{r['flicker_near_seams']:.3f}",
-                     f"{r['x_one_process_near']:.3f}", f"{r['x_one_process_elsewhere']:.3f}",
-                     f"{r['near_x_elsewhere']:.3f}", f"{r['one_process_near_x_elsewhere']:.3f}",
-                     str(r["one_process_own_keyframes_x_elsewhere"]), f"{r['psnr_vs_one_near_min']:.1f}",
-                     f"{r['psnr_vs_one_elsewhere_median']:.1f}")
+                    (
+                        str(r["crf"]),
+                        str(r["warm_up"]),
+                        f"{r['flicker_near_seams']:.3f}",
+                        f"{r['x_one_process_near']:.3f}",
+                        f"{r['x_one_process_elsewhere']:.3f}",
+                        f"{r['near_x_elsewhere']:.3f}",
+                        f"{r['one_process_near_x_elsewhere']:.3f}",
+                        str(r["one_process_own_keyframes_x_elsewhere"]),
+                        f"{r['psnr_vs_one_near_min']:.1f}",
+                        f"{r['psnr_vs_one_elsewhere_median']:.1f}",
+                    )
                     for r in seams["rows"]
                 ],
             )
@@ -749,18 +780,27 @@ def main(argv: list[str] | None = None) -> int:
                     ("photo: API x CLI", f"{p['api_x_cli']:.3f}", "<= 1.2"),
                     ("browser Live 640x480: fps drawn", f"{lv['fps']:.1f}", ">= 15"),
                     ("browser Live: latency capture -> drawn (median)", f"{lv['latency_ms_median']:.0f} ms", ""),
-                    (f"browser Live, a video job running ({lj['job_frames_meanwhile']} job frames): fps drawn",
-                     f"{lj['fps']:.1f}", ">= 15"),
+                    (
+                        f"browser Live, a video job running ({lj['job_frames_meanwhile']} job frames): fps drawn",
+                        f"{lj['fps']:.1f}",
+                        ">= 15",
+                    ),
                     ("browser Live, a video job running: latency (median)", f"{lj['latency_ms_median']:.0f} ms", ""),
                     ("server codec work per frame, both ways: JPEG (WebSocket)", f"{tr['jpeg_websocket_ms']} ms", ""),
                     ("... VP8 (WebRTC, aiortc)", f"{tr['vp8_webrtc_ms']} ms", ""),
                     ("... H.264 (WebRTC, aiortc)", f"{tr['h264_webrtc_ms']} ms", ""),
                     ("overlay 720p: frames made per s", f"{ov['stream_fps']:.1f}", ""),
-                    (f"overlay 720p page: frames drawn per s (source {ov['source_fps']:.0f})", f"{ov['page_fps']:.1f}",
-                     ">= 24"),
+                    (
+                        f"overlay 720p page: frames drawn per s (source {ov['source_fps']:.0f})",
+                        f"{ov['page_fps']:.1f}",
+                        ">= 24",
+                    ),
                     ("overlay 640x480: frames made per s", f"{ov480['stream_fps']:.1f}", ""),
-                    (f"overlay 640x480 page: frames drawn per s (source {ov480['source_fps']:.0f})",
-                     f"{ov480['page_fps']:.1f}", ">= 24"),
+                    (
+                        f"overlay 640x480 page: frames drawn per s (source {ov480['source_fps']:.0f})",
+                        f"{ov480['page_fps']:.1f}",
+                        ">= 24",
+                    ),
                 ],
             )
         )

@@ -11,7 +11,7 @@ import argparse
 import sys
 import time
 
-from realtime.cli import _run
+from realtime.console import run_command
 from realtime.engine import ROLES, build, resolve_spec
 from realtime.models import resolve_style
 from realtime.options import add_arguments, from_args
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{role:10} {spec.backend} {spec.precision} {spec.device}: {artifact} ({time.perf_counter() - t:.1f} s)"
             )
 
-    return _run(parser.prog, body)
+    return run_command(parser.prog, body)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from realtime.batch import stylize_file
+from realtime.image_file import stylize_file
 from realtime.options import MODES, Options, in_mode
 from realtime.pipeline import Stylizer
 from realtime.sources import PlaybackSource

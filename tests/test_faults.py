@@ -589,7 +589,7 @@ def test_a_command_run_in_process_leaves_the_streams_as_it_found_them():
     (the suite died of 'lost sys.stderr' in its first web test)."""
     import io
 
-    from realtime.cli import _run
+    from realtime.console import run_command
 
     out, err = io.StringIO(), io.StringIO()
     seen = {}
@@ -599,7 +599,7 @@ def test_a_command_run_in_process_leaves_the_streams_as_it_found_them():
             seen["stderr"] = sys.stderr
             print("said", file=sys.stderr)
 
-        assert _run("prog", body) == 0
+        assert run_command("prog", body) == 0
         assert sys.stdout is out and sys.stderr is err
     seen["stderr"].close()  # what a handler holding it would do
     assert not err.closed and err.getvalue() == "said\n"

@@ -73,7 +73,7 @@ class Jobs:
     """The video queue. ``submit`` returns an id; ``state`` and ``result`` answer for it."""
 
     def __init__(self, folder: Path, keep: float = 3600.0, priority: int | None = None, max_waiting: int = 20):
-        """``priority``: the worker's (``stream.live._lower_priority``; None: the idle class,
+        """``priority``: the worker's (``stream.live.lower_priority``; None: the idle class,
         where a live session's engines are too, so a job never takes their share)."""
         self.folder, self.keep, self.priority, self.max_waiting = folder, keep, priority, max_waiting
         self._queue: queue.Queue[Job | None] = queue.Queue()
@@ -171,9 +171,9 @@ class Jobs:
                 del self._states[jid], self._jobs[jid]
 
     def _work(self) -> None:
-        from ..stream.live import _lower_priority
+        from ..stream.live import lower_priority
 
-        _lower_priority(self.priority)  # a job waits; a live frame would be dropped
+        lower_priority(self.priority)  # a job waits; a live frame would be dropped
         while True:
             try:
                 job = self._queue.get(timeout=60)
@@ -214,17 +214,11 @@ def run_video(job: Job, report, stop_reason) -> list[str]:
     ``cartoon-video``); ``report(id, **state)`` gets the progress; ``stop_reason()`` says
     when it must stop. Progress is by frames while the upload's count holds, then by the
     frames' place in its duration (a count from a wrong rate must not read 100 %)."""
-    from ..pipeline import Stylizer
-    from ..sinks import VideoFileSink
-    from ..sources import FileSource
-    from ..stream import Stream
+    from ..runners.video import run_video as run
 
     t0 = time.monotonic()
-    done = 0
 
-    def tick(frame) -> None:
-        nonlocal done
-        done += 1
+    def tick(frame, done: int, expected) -> None:
         if (why := stop_reason()) == "cancelled":
             raise Cancelled(why)
         if why:
@@ -240,14 +234,6 @@ def run_video(job: Job, report, stop_reason) -> list[str]:
                 job.id, frames_done=done, frames_total=total, progress=done / total, eta_seconds=(total - done) / rate
             )
 
-    o = job.options
-    with FileSource(job.upload) as source:
-        w, h = source.frame_size
-        with (
-            Stylizer(o, mode="file") as stylizer,
-            VideoFileSink(job.result, w, h, source.fps, source.time_base, job.upload, **o.encoder()) as sink,
-        ):
-            stats = Stream(stylizer).run(source, [sink], tick)
-            sink.close(complete=not stats.interrupted)
-        report(job.id, frames_done=stats.frames, frames_total=stats.frames)
-        return [*source.notes, *sink.notes] + ([source.warning] if source.warning else [])
+    done = run(job.options, job.upload, job.result, tick)
+    report(job.id, frames_done=done.frames, frames_total=done.frames)
+    return [*done.notes] + ([done.warning] if done.warning else [])

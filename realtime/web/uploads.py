@@ -30,6 +30,27 @@ class Limits:
     video_seconds: float = 600.0
     batch_files: int = 100
 
+    @classmethod
+    def from_args(cls, args, pixels: int) -> Limits:
+        mb = 1 << 20
+        return cls(
+            round(args.max_image_mb * mb), round(args.max_video_mb * mb), pixels, args.max_video_seconds,
+            args.max_batch_files,
+        )  # fmt: skip
+
+
+def add_limit_arguments(parser) -> None:
+    """cartoon-web's upload limits."""
+    g = parser.add_argument_group("web")
+    g.add_argument("--max-image-mb", type=float, default=25, metavar="MB", help="largest image upload (default: 25)")
+    g.add_argument("--max-video-mb", type=float, default=500, metavar="MB", help="largest video upload (default: 500)")
+    g.add_argument(
+        "--max-video-seconds", type=float, default=600, metavar="S", help="longest video upload (default: 600)"
+    )
+    g.add_argument(
+        "--max-batch-files", type=int, default=100, metavar="N", help="most images in a batch (default: 100)"
+    )
+
 
 class TooLarge(InputError):
     """An upload over a limit: the server answers 413."""
