@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 CROP = 288
-# InsightFace's 96x112 five points + 8 px to centre them in 112x112 (DESIGN §1).
+# InsightFace's 96x112 five points + 8 px to centre them in 112x112 (docs/design.md §1.4).
 REFERENCE_112 = np.array(
     [[39.2946, 52.6963], [74.5318, 52.5014], [57.0252, 72.7366], [42.5493, 93.3655], [71.7299, 93.2041]], np.float64
 )

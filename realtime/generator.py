@@ -1,6 +1,6 @@
 """DCT-Net's generator as a PyTorch module, loaded straight from a released frozen graph.
 
-Reproduces the graph end to end (DESIGN §1): BGR 0..255 in, ``x/127.5-1``, the U-Net,
+Reproduces the graph end to end (docs/design.md §1.2): BGR 0..255 in, ``x/127.5-1``, the U-Net,
 the r=1 guided filter, clip, ``(v+1)*127.5`` and the truncating cast to uint8, with
 TensorFlow's SAME padding and legacy ``resize_bilinear``. It is the reference: the torch
 backend runs it, and ``onnx_export`` writes the same graph op for op as ONNX (for

@@ -1,6 +1,6 @@
 """The model files cartoon-cam needs, where they come from, and how they reach the cache.
 
-DCT-Net styles come from ModelScope (DESIGN §1); the MediaPipe face landmarker from Google's
+DCT-Net styles come from ModelScope (docs/design.md §1.1); the MediaPipe face landmarker from Google's
 model storage. Downloads resume with HTTP Range, are checked against the hub's size and
 sha256, and are renamed into place only when complete, so a cache never holds a partial file
 under a real name.

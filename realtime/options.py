@@ -1,4 +1,5 @@
-"""Every knob of cartoon-cam, in one dataclass that the CLIs and the Python API both fill.
+"""Every knob of cartoon-cam, in one frozen dataclass that the CLIs, the web app and the
+Python API all fill; a variant is ``options.replace(...)``, so threads share it safely.
 
 Each field carries its command-line help and group; ``add_arguments`` turns the groups a
 CLI asks for into argparse flags, and ``from_args`` turns the parsed flags back into
@@ -26,7 +27,7 @@ def opt(default, help: str, group: str, **argparse_kw):
     return field(default=default, metadata={"help": help, "group": group, **argparse_kw})
 
 
-@dataclass
+@dataclass(frozen=True)
 class Options:
     # models
     style: str = opt("anime", "DCT-Net style (see `cartoon-models list`)", "models")
@@ -50,7 +51,8 @@ class Options:
     backend: str = opt("auto", "inference backend", "engine", choices=["auto", *backend_names()])
     precision: str = opt(
         "auto",
-        "engine precision where the backend has it (auto: fp16 on GPU, fp32 on CPU)",
+        "fp32; fp16 (GPU); bf16 (OpenVINO, torch on CUDA); int8 (OpenVINO). auto: fp16 on a GPU, else fp32; "
+        "one the backend lacks is an error, except a preset's int8, which runs auto",
         "engine",
         choices=["auto", *precision_names()],
     )
@@ -75,7 +77,8 @@ class Options:
     )
     background: str = opt(
         "cartoon",
-        "what is around the heads: the cartoon background, the photo, a blur of it, or a flat chroma-key colour",
+        "what is around the heads: cartoon (the background graph), photo, blur (of the photo), key (a flat "
+        "--key-color) or transparent (the heads alone: alpha in PNG/WebP and the overlay, black in a video)",
         "look",
         choices=list(BACKGROUNDS),
     )
@@ -88,7 +91,7 @@ class Options:
     )
     work_size: int = opt(
         720,
-        "stylize the frame at this short side at most, as the official pipeline does",
+        "stylize the frame at this short side at most (the official pipeline: 720)",
         "look",
         type=int,
         metavar="PX",
@@ -104,7 +107,8 @@ class Options:
     # video and live
     smoothing: float = opt(
         1.0,
-        "temporal smoothing of landmarks and output, 0..1 (0: off, each frame on its own)",
+        "0..1: files: how far output and heads lean on the previous frame carried along the flow, and "
+        "landmark filtering; live: landmark filtering only (any value above 0); 0: off, each frame on its own",
         "video",
         type=float,
         metavar="S",
@@ -124,25 +128,23 @@ class Options:
         type=int,
         metavar="N",
     )
-    crf: int = opt(18, "H.264 quality (lower is better and bigger)", "encoder", type=int)
-    codec: str = opt(
-        "auto", "video encoder: auto (H.264; VP9 in .webm) or any FFmpeg encoder, e.g. libx265", "encoder"
-    )
+    crf: int = opt(18, "x264/x265 CRF, lower is better and bigger (VP9: CRF+13)", "encoder", type=int)
+    codec: str = opt("auto", "video encoder: auto (H.264; VP9 in .webm) or any FFmpeg encoder, e.g. libx265", "encoder")
     keyint: int = opt(
         250,
-        "a keyframe on every N-th frame of the source (x264's own interval); --ray cuts segments on them",
+        "a keyframe on every N-th source frame (250 is x264's default interval); cartoon-video --ray cuts there",
         "encoder",
         type=int,
     )
     preset: str = opt(
         "medium",
-        "x264/x265 speed preset",
+        "encoder speed preset (x264/x265; VP9: the matching cpu-used)",
         "encoder",
         choices=["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"],
     )
     device: str = opt(
         "0",
-        "camera index or path (/dev/video2), a video file played as a live source, or FORMAT:NAME for any "
+        "camera index, path (/dev/video2) or name, a video file played as a live source, or FORMAT:NAME for any "
         "FFmpeg input device (x11grab::0.0 films the screen)",
         "live",
         metavar="DEV",

@@ -1,6 +1,6 @@
 """The stages joined: a frame in, its cartoon out.
 
-``Stylizer`` owns the engines and the face finder and runs DCT-Net's image flow (DESIGN §1)
+``Stylizer`` owns the engines and the face finder and runs DCT-Net's image flow (docs/design.md §1.3)
 as three pure stages over records (``realtime.records``): ``analyze`` (the work-size copy and
 the faces found in it, ``sight``; then track ids and each head aligned to the 288 crop from
 the full-resolution frame, sharper than the official crop from the 720 copy, ``align``: a

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import asset, cli_args
@@ -78,13 +79,18 @@ def test_video_says_when_a_preset_value_is_dropped(assets, tiny_models, tmp_path
     args = [str(clip), str(tmp_path / "o.mp4"), *cli_args(assets, tiny_models)]
     args.remove("--quiet")
     code = "import sys; from realtime.cli import video_main; sys.exit(video_main())"
-    proc = subprocess.run([sys.executable, "-c", code, *args, "--backend", "onnxruntime"], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args, "--backend", "onnxruntime"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0
     notes = [line for line in proc.stderr.splitlines() if "note:" in line]
     assert notes == ["cartoon-video: note: the file preset's int8 is not in onnxruntime; running fp32"]
-    proc = subprocess.run([sys.executable, "-c", code, *args, "--backend", "onnxruntime", "--precision", "int8"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args, "--backend", "onnxruntime", "--precision", "int8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
         "cartoon-video: error: backend onnxruntime has no int8; choose one of fp32"
     ]
@@ -125,3 +131,43 @@ def test_on_a_gpu_the_live_preset_keeps_full_size(monkeypatch):
 def test_a_face_finder_that_never_runs_is_refused():
     with pytest.raises(InputError, match="--face-every must be 1 or more"):
         Options(face_every=0)
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_every_option_is_in_the_readme_table():
+    """The README's options table lists every field of ``Options`` by its flag (a new option
+    without a line there fails here), with its default as the CLIs show it."""
+    import dataclasses
+    import re
+
+    rows = [line for line in README.read_text().splitlines() if line.startswith("| `--")]
+    flags = {m.group(1): row for row in rows for m in [re.match(r"\| `(--[a-z-]+)", row)] if m}
+    missing = [f.name for f in dataclasses.fields(Options) if "--" + f.name.replace("_", "-") not in flags]
+    assert not missing, f"options missing from the README's table: {missing}"
+    for f in dataclasses.fields(Options):
+        if isinstance(f.default, int | float | str) and not isinstance(f.default, bool):
+            row = flags["--" + f.name.replace("_", "-")]
+            shown = str(int(f.default)) if isinstance(f.default, float) and f.default.is_integer() else str(f.default)
+            assert f"`{shown}`" in row, f"--{f.name}: the README does not show the default {shown}: {row}"
+
+
+def test_readme_stays_short_and_cites_no_missing_document():
+    """A README for users (at most 300 lines); the design notes docstrings cite exist."""
+    assert len(README.read_text().splitlines()) <= 300
+    docs = README.parent / "docs"
+    assert (docs / "design.md").is_file() and (docs / "benchmarks.md").is_file()
+    package = README.parent / "realtime"
+    cited = [p for p in package.rglob("*.py") if "DESIGN §" in p.read_text()]
+    assert not cited, f"cite docs/design.md, not DESIGN: {cited}"
+
+
+def test_options_are_a_value():
+    """Many threads read one Options: nobody can change it under them; variants are copies."""
+    import dataclasses
+
+    o = Options()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.strength = 0.5
+    assert o.replace(strength=0.5).strength == 0.5 and o.strength == 1.0

@@ -46,7 +46,8 @@ def build(studio: Studio) -> gr.Blocks:
 
     def look_controls(with_size: bool = True):
         with gr.Row():
-            style = gr.Dropdown(styles, value=o.style, label="Style", interactive=len(styles) > 1)
+            fixed = "fixed: this server runs the graphs of its --model-dir" if o.model_dir else None
+            style = gr.Dropdown(styles, value=o.style, label="Style", interactive=len(styles) > 1, info=fixed)
             strength = gr.Slider(0.0, 1.0, value=o.strength, step=0.05, label="Strength")
             background = gr.Dropdown(list(BACKGROUNDS), value=o.background, label="Background")
         size = fmt = None
