@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from .align import CROP
 from .compose import paste_region
-from .frames import _obscuring_sigma, _padding
+from .frames import obscuring_sigma, padding_for
 from .records import tensor_of
 
 
@@ -101,7 +101,7 @@ class DeviceFrames:
 
     @staticmethod
     def pad(image: torch.Tensor, multiple: int, value: int = 255) -> torch.Tensor:
-        ph, pw = _padding(image, multiple)
+        ph, pw = padding_for(image, multiple)
         if not ph and not pw:
             return image
         return F.pad(image.permute(2, 0, 1), (0, pw, 0, ph), value=value).permute(1, 2, 0)
@@ -165,7 +165,7 @@ class DeviceFrames:
     def obscure(self, image: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
         x0, y0, x1, y1 = box
         out = image.clone()
-        out[y0:y1, x0:x1] = self.blur(image[y0:y1, x0:x1], _obscuring_sigma(box))
+        out[y0:y1, x0:x1] = self.blur(image[y0:y1, x0:x1], obscuring_sigma(box))
         return out
 
     def fill(self, like: torch.Tensor, bgr: tuple[int, int, int]) -> torch.Tensor:

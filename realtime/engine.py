@@ -207,7 +207,7 @@ def device_index(device: str) -> int:
     return int(device.split(":")[1]) if ":" in device else 0
 
 
-def _device_id(device: str) -> str:
+def device_id(device: str) -> str:
     """A plan built for one GPU architecture does not load on another: key the cache by the
     GPU's name and compute capability."""
     if device.startswith("cuda"):
@@ -226,7 +226,7 @@ def artifact_key(graph: Path, spec: EngineSpec) -> dict:
     return {
         "graph_sha256": file_sha256(Path(graph).resolve()),
         **asdict(spec),
-        "device_id": _device_id(spec.device),
+        "device_id": device_id(spec.device),
         "onnx": _onnx_key(graph, fp16=b.typed_onnx and spec.precision == "fp16"),
         "runtime": b.runtime_id(),
         "python": sys.version.split()[0],

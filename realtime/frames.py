@@ -64,7 +64,7 @@ class CpuFrames:
     @staticmethod
     def pad(image: np.ndarray, multiple: int, value: int = 255) -> np.ndarray:
         """Pad bottom/right to a multiple (the official ``padTo16x``)."""
-        ph, pw = _padding(image, multiple)
+        ph, pw = padding_for(image, multiple)
         if not ph and not pw:
             return image
         return cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(value,) * 3)
@@ -87,7 +87,7 @@ class CpuFrames:
         """A copy with the box (x0, y0, x1, y1; inside the image) blurred past recognition."""
         x0, y0, x1, y1 = box
         out = image.copy()
-        out[y0:y1, x0:x1] = cv2.GaussianBlur(image[y0:y1, x0:x1], (0, 0), _obscuring_sigma(box))
+        out[y0:y1, x0:x1] = cv2.GaussianBlur(image[y0:y1, x0:x1], (0, 0), obscuring_sigma(box))
         return out
 
     @staticmethod
@@ -166,12 +166,12 @@ def shrink(image: np.ndarray, w: int, h: int) -> np.ndarray:
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR if linear else cv2.INTER_AREA)
 
 
-def _obscuring_sigma(box: tuple[int, int, int, int]) -> float:
+def obscuring_sigma(box: tuple[int, int, int, int]) -> float:
     """A blur that leaves a face's colours but not its features (its kernel stays inside the box)."""
     return max(min(box[2] - box[0], box[3] - box[1]) / 8, 0.5)
 
 
-def _padding(image, multiple: int) -> tuple[int, int]:
+def padding_for(image, multiple: int) -> tuple[int, int]:
     """Rows and columns to add at the bottom and right to reach a multiple of ``multiple``."""
     h, w = image.shape[:2]
     return -h % multiple, -w % multiple

@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import InputError, OutputError
 from .records import Frame
-from .sinks import CONTAINERS, VideoFileSink, _rate, encoder_options, video_frame
+from .sinks import CONTAINERS, VideoFileSink, encoder_options, stream_rate, video_frame
 
 FORGOTTEN = 0.05  # a segment's first kept frame owes at most this share to where its warm-up began
 SETTLE = 8  # frames for face tracks and the background keyframes to settle without smoothing
@@ -49,10 +49,10 @@ class Scan:
 
 
 def scan(path: Path) -> Scan:
-    from .sources import _is_picture
+    from .sources import is_picture
 
     with av.open(str(path), metadata_errors="replace") as c:
-        stream = next((s for s in c.streams.video if not _is_picture(s)), None)
+        stream = next((s for s in c.streams.video if not is_picture(s)), None)
         if stream is None:
             raise InputError(f"{path} has no video stream; give a video file")
         decode_order, keys = [], []
@@ -129,7 +129,7 @@ class Piece:
         self.keyint = encoder["keyint"]
         self.offset = round(OFFSET_SECONDS / time_base)
         self.out = av.open(str(path), "w", format="mpegts")
-        self.video = self.out.add_stream(encoder["codec"], rate=_rate(fps))
+        self.video = self.out.add_stream(encoder["codec"], rate=stream_rate(fps))
         w, h = size
         self.video.width, self.video.height = w - w % 2, h - h % 2
         self.video.pix_fmt = "yuv420p"

@@ -51,6 +51,7 @@ class Sink:
     def __exit__(self, exc_type, *exc) -> None:
         self.close(complete=exc_type is None)
 
+
 @dataclass(frozen=True)
 class Container:
     """What an output extension gets: its default video and audio encoders, and the muxer
@@ -178,7 +179,7 @@ class VideoFileSink(Sink):
                 self.video = self.out.add_stream_from_template(template)
                 self.video.time_base = time_base
             else:
-                self.video = self.out.add_stream(codec, rate=_rate(fps))
+                self.video = self.out.add_stream(codec, rate=stream_rate(fps))
                 self.video.width, self.video.height = width - width % 2, height - height % 2
                 self.video.pix_fmt = "yuv420p"
                 self.video.time_base = time_base
@@ -372,7 +373,7 @@ class BackgroundSink(Sink):
         return result
 
 
-def _rate(fps: float) -> Fraction:
+def stream_rate(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 

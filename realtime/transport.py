@@ -210,7 +210,7 @@ class Line:
         policy = interrupts or Interrupts()
         start = time.monotonic()
         first = None
-        with (nullcontext() if interrupts else policy.installed()), policy.running(stop):
+        with nullcontext() if interrupts else policy.installed(), policy.running(stop):
             try:
                 feeder.start()
                 for w in workers:

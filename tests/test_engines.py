@@ -350,10 +350,13 @@ def test_a_cpu_install_runs_without_torch(assets, tiny_models, tmp_path):
         str(asset(assets, "models/face_landmarker.task")),
         "--quiet",
     ]
-    script = f"HIDDEN = {set(HIDDEN)!r}\n" + """import json, sys
+    script = (
+        f"HIDDEN = {set(HIDDEN)!r}\n"
+        + """import json, sys
 from realtime.cli import image_main, video_main
 rcs = [image_main(sys.argv[1:3] + sys.argv[5:]), video_main(sys.argv[3:5] + sys.argv[5:])]
 print(json.dumps([rcs, sorted({m.split(".")[0] for m in sys.modules} & HIDDEN)]))"""
+    )
     from media import frames_of, write_video
 
     clip = write_video(tmp_path / "clip.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 12))
@@ -391,4 +394,4 @@ def test_onnx_runtime_on_cuda_needs_no_torch_to_key_its_artifact(monkeypatch):
     """ONNX Runtime's CUDA provider (onnxruntime-gpu) runs without torch: its cache key names
     the device without asking torch, whose absence was a traceback."""
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
-    assert engine_module._device_id("cuda:1") == "cuda:1"
+    assert engine_module.device_id("cuda:1") == "cuda:1"

@@ -676,7 +676,7 @@ def test_a_body_without_a_length_is_held_to_the_limit(server):
     url, studio = server
 
     def body():
-        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n"
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
         for _ in range(6):
             yield bytes(1 << 20)
         yield b"\r\n--b--\r\n"

@@ -30,7 +30,7 @@ from ..engine import (
     Backend,
     Engine,
     EngineSpec,
-    _device_id,
+    device_id,
     device_index,
 )
 from ..errors import BackendError
@@ -186,7 +186,7 @@ def _timing_cache_path(shared: Path, device: str) -> Path:
     other role) reuse the kernel timings instead of measuring them again."""
     import tensorrt as trt
 
-    key = hashlib.sha256(f"{_device_id(device)} {trt.__version__}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{device_id(device)} {trt.__version__}".encode()).hexdigest()[:16]
     return shared / f"tensorrt-timing-{key}.cache"
 
 

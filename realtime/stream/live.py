@@ -73,7 +73,7 @@ class LiveScheduler:
     """
 
     def __init__(self, stylizer, background_every: int = 1, priority: int | None = None):
-        """``priority``: see ``_lower_priority`` (None: the idle class, for engines that run
+        """``priority``: see ``lower_priority`` (None: the idle class, for engines that run
         on the CPU; engines on a GPU need the CPU only to be fed, promptly: nice +10)."""
         self.stylizer = stylizer
         self.background_every = max(1, background_every)
@@ -193,7 +193,7 @@ class LiveScheduler:
 
     def _run(self) -> None:
         try:
-            _lower_priority(self.priority)
+            lower_priority(self.priority)
             with self.stylizer.frames.thread_stream():
                 while (a := self._requests.get()) is not END:
                     self._step(a)
@@ -258,7 +258,7 @@ def stand_in(frames, a: Analysis, colours: np.ndarray, headless=()):
     return frames.recolour(image, colours)
 
 
-def _lower_priority(by: int | None) -> None:
+def lower_priority(by: int | None) -> None:
     """Give the calling thread way to the frame path: when both want a core, a late frame
     is a dropped frame, a late keyframe only a slightly older cartoon. ``by``: niceness to
     add; None: the idle class, which runs only on a core nothing else wants and gives it up

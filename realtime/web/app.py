@@ -206,6 +206,25 @@ def create_app(studio: Studio, channel: Channel | None = None, ui: bool = True) 
     channel = channel or Channel()
     app.state.studio, app.state.channel = studio, channel
 
+    _add_error_handlers(app)
+    _add_live_routes(app, studio, channel)
+    if ui:
+        _add_studio_routes(app, studio, channel)
+
+    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    async def _unknown(rest: str):
+        return error(404, f"no /api/{rest}; see the README's HTTP API section")
+
+    if ui:
+        from .ui import mount
+
+        app = mount(app, studio)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every refusal is a status and one line of JSON; a bug's trace stays in the log."""
+
     @app.exception_handler(TooLarge)
     async def _too_large(request: Request, e: TooLarge):
         return error(413, str(e))
@@ -232,6 +251,10 @@ def create_app(studio: Studio, channel: Channel | None = None, ui: bool = True) 
     async def _bug(request: Request, e: Exception):
         log.exception("request failed")  # the trace stays in the server's log
         return error(500, f"internal error ({type(e).__name__}); the server's log has the details")
+
+
+def _add_live_routes(app: FastAPI, studio: Studio, channel: Channel) -> None:
+    """The overlay page, its socket and the live look (both servers have these)."""
 
     @app.get("/overlay", response_class=HTMLResponse)
     async def overlay_page():
@@ -271,32 +294,20 @@ def create_app(studio: Studio, channel: Channel | None = None, ui: bool = True) 
         await ws.accept()
         await _until_gone(ws, _push(ws, channel))
 
-    if ui:
-        _add_studio_routes(app, studio, channel)
-
-    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-    async def _unknown(rest: str):
-        return error(404, f"no /api/{rest}; see the README's HTTP API section")
-
-    if ui:
-        from .ui import mount
-
-        app = mount(app, studio)
-    return app
-
 
 def _add_studio_routes(app: FastAPI, studio: Studio, channel: Channel) -> None:
     """The web app's own routes: photos, batches, video jobs, the browser camera."""
+    _add_image_routes(app, studio)
+    _add_job_routes(app, studio)
+    _add_camera_routes(app, studio, channel)
+
+
+def _look(style, strength, size, format, background) -> Look:
+    return Look(style or None, strength, size or "original", format or None, background or None)
+
+
+def _add_image_routes(app: FastAPI, studio: Studio) -> None:
     limits = studio.limits
-    live_lock = asyncio.Lock()
-    current: dict = {"live": None, "socket": None}
-
-    def look(style, strength, size, format, background) -> Look:
-        return Look(style or None, strength, size or "original", format or None, background or None)
-
-    @app.get("/live", response_class=HTMLResponse)
-    async def live_page():
-        return HTMLResponse((STATIC / "live.html").read_text())
 
     @app.post("/api/v1/image")
     async def image(
@@ -310,7 +321,7 @@ def _add_studio_routes(app: FastAPI, studio: Studio, channel: Channel) -> None:
         path = await receive(file, studio.folder, limits.image_bytes, "--max-image-mb")
         try:
             shown = file.filename or "image"
-            photo = await asyncio.to_thread(studio.photo, path, shown, look(style, strength, size, format, background))
+            photo = await asyncio.to_thread(studio.photo, path, shown, _look(style, strength, size, format, background))
         finally:
             path.unlink(missing_ok=True)
         headers = {"X-Faces": str(photo.faces)}
@@ -337,7 +348,7 @@ def _add_studio_routes(app: FastAPI, studio: Studio, channel: Channel) -> None:
                 except CartoonError as e:
                     got = e
                 items.append((got, f.filename or ""))
-            zip_path, _ = await asyncio.to_thread(studio.batch, items, look(style, strength, size, format, background))
+            zip_path, _ = await asyncio.to_thread(studio.batch, items, _look(style, strength, size, format, background))
         finally:
             for p, _ in items:
                 if isinstance(p, Path):
@@ -349,6 +360,13 @@ def _add_studio_routes(app: FastAPI, studio: Studio, channel: Channel) -> None:
             background=BackgroundTask(zip_path.unlink, missing_ok=True),
         )
 
+
+def _add_job_routes(app: FastAPI, studio: Studio) -> None:
+    limits = studio.limits
+
+    def unknown(job_id: str):
+        return error(404, f"no job {quoted(job_id)} (finished jobs are kept for an hour)")
+
     @app.post("/api/v1/video", status_code=202)
     async def video(
         file: Annotated[UploadFile, File()],
@@ -359,7 +377,7 @@ def _add_studio_routes(app: FastAPI, studio: Studio, channel: Channel) -> None:
         path = await receive(file, studio.folder, limits.video_bytes, "--max-video-mb")
         try:
             job = await asyncio.to_thread(
-                studio.submit_video, path, file.filename or "video", look(style, strength, None, None, background)
+                studio.submit_video, path, file.filename or "video", _look(style, strength, None, None, background)
             )
         except BaseException:
             path.unlink(missing_ok=True)
@@ -370,14 +388,14 @@ def _add_studio_routes(app: FastAPI, studio: Studio, channel: Channel) -> None:
     async def job_state(job_id: str):
         st = studio.jobs.state(job_id)
         if st is None:
-            return error(404, f"no job {quoted(job_id)} (finished jobs are kept for an hour)")
+            return unknown(job_id)
         return st.public()
 
     @app.delete("/api/v1/jobs/{job_id}")
     async def job_cancel(job_id: str):
         st = studio.jobs.cancel(job_id)
         if st is None:
-            return error(404, f"no job {quoted(job_id)} (finished jobs are kept for an hour)")
+            return unknown(job_id)
         if st.state not in ("cancelling", "cancelled"):
             return error(409, f"the job is {st.state}; only a queued or running job can be cancelled")
         return st.public()
@@ -386,12 +404,21 @@ def _add_studio_routes(app: FastAPI, studio: Studio, channel: Channel) -> None:
     async def job_result(job_id: str):
         st = studio.jobs.state(job_id)
         if st is None:
-            return error(404, f"no job {quoted(job_id)} (finished jobs are kept for an hour)")
+            return unknown(job_id)
         found = studio.jobs.result(job_id)
         if found is None:
             why = st.error if st.state == "failed" else f"the job is {st.state}; poll /api/v1/jobs/{job_id}"
             return error(409, why)
         return FileResponse(found[0], media_type="video/mp4", filename=found[1])
+
+
+def _add_camera_routes(app: FastAPI, studio: Studio, channel: Channel) -> None:
+    live_lock = asyncio.Lock()
+    current: dict = {"live": None, "socket": None}
+
+    @app.get("/live", response_class=HTMLResponse)
+    async def live_page():
+        return HTMLResponse((STATIC / "live.html").read_text())
 
     @app.websocket("/ws/live")
     async def live_socket(ws: WebSocket):
