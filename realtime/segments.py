@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import InputError, OutputError
 from .records import Frame
-from .sinks import CONTAINERS, VideoFileSink, encoder_options, stream_rate, video_frame
+from .sinks import CONTAINERS, Sink, VideoFileSink, encoder_options, stream_rate, video_frame
 
 FORGOTTEN = 0.05  # a segment's first kept frame owes at most this share to where its warm-up began
 SETTLE = 8  # frames for face tracks and the background keyframes to settle without smoothing
@@ -121,7 +121,7 @@ def plan(s: Scan, count: int, lookahead: int, warm_up: int, keyint: int) -> list
     return out
 
 
-class Piece:
+class Piece(Sink):
     """One segment's frames, encoded as the final file will be, into an MPEG-TS piece."""
 
     def __init__(self, path: Path, size: tuple[int, int], fps: float, time_base: Fraction, encoder: dict):
@@ -143,14 +143,13 @@ class Piece:
         self.out.mux(self.video.encode(video_frame(image, size, frame, self.keyint, self.offset)))
         self.frames += 1
 
-    def close(self) -> None:
-        if self.out is not None:
-            out, self.out = self.out, None
-            out.mux(self.video.encode(None))
-            out.close()
+    def _close(self, complete: bool) -> None:
+        out, self.out = self.out, None
+        out.mux(self.video.encode(None))
+        out.close()
 
 
-class Window:
+class Window(Sink):
     """Passes on only the frames a segment keeps."""
 
     def __init__(self, sink, start: int, end: int):
@@ -160,8 +159,8 @@ class Window:
         if self.start <= frame.index < self.end:
             self.sink.send(frame, image)
 
-    def close(self) -> None:
-        self.sink.close()
+    def _close(self, complete: bool) -> None:
+        self.sink.close(complete)
 
 
 def frames_of(source, seg: Segment) -> Iterator[Frame]:

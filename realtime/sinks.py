@@ -1,8 +1,8 @@
-"""Sinks: where stylized frames go. Each is a small object with a lifetime: ``send(frame,
-image)``, and ``close()``, which may be called twice; as context managers they close on the
-way out. A video file (PyAV, keeping the source's timestamps and audio), a virtual camera
+"""Sinks: where stylized frames go, each a small object with a lifetime deriving from
+``Sink``: a video file (PyAV, keeping the source's timestamps and audio), a virtual camera
 (pyvirtualcam), a preview window, memory; ``BackgroundSink`` runs any of them on its own
-thread."""
+thread. The web pages' channel (``web.live.Feed``) and a Ray segment's piece
+(``segments.Piece``) keep the same contract."""
 
 from __future__ import annotations
 
@@ -27,9 +27,22 @@ from .transport import Slot
 
 
 class Sink:
-    """The shape every sink has. Subclasses implement ``send`` and ``_close``."""
+    """What a stream hands its outputs to.
+
+    ``take(out)`` receives each finished ``records.Output`` (the frame record, the picture,
+    its alpha or None) on the stream's thread, in order; by default it passes the picture
+    to ``send(frame, image)``, which most sinks implement (a sink that shows alpha
+    overrides ``take``). The arrays are the stream's: read them, copy what you keep, never
+    write to them. An exception from ``take`` or ``send`` stops the stream, which raises it.
+    ``close(complete)`` finishes the sink: its owner calls it once when the stream ends
+    (``complete`` False: stopped or failed part-way, keep what is safe to keep); only the
+    first call does anything, so an owner may close twice. As a context manager a sink
+    closes on the way out, incomplete if an exception is passing."""
 
     _closed = False
+
+    def take(self, out) -> None:
+        self.send(out.frame, out.image)
 
     def send(self, frame: Frame, image: np.ndarray) -> None:
         raise NotImplementedError

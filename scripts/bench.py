@@ -38,7 +38,7 @@ from realtime.models import find_model_files
 from realtime.options import MODES, Options, settle
 from realtime.pipeline import Stylizer
 from realtime.quality import FLOWS, Motion, flicker, motion, psnr, validate
-from realtime.sinks import VideoFileSink
+from realtime.sinks import Sink, VideoFileSink
 from realtime.sources import FileSource
 from realtime.stream import Stream
 
@@ -276,7 +276,7 @@ def video_bench(
     return report
 
 
-class IndexSink:
+class IndexSink(Sink):
     """Notes which source frame each delivered frame is (a recording holds them in order)."""
 
     def __init__(self):
@@ -284,9 +284,6 @@ class IndexSink:
 
     def send(self, frame, image) -> None:
         self.indices.append(frame.index)
-
-    def close(self) -> None:
-        pass
 
 
 LIVE_QUALITY_SECONDS = 12.0
@@ -332,7 +329,7 @@ def live_quality(model_dir, identity_dir, face_model, clip, frames, tmp: Path, m
     return row
 
 
-class DeviceSink:
+class DeviceSink(Sink):
     """Stands in for a virtual camera: copies each frame into one device buffer (keeping
     every 720p frame, as MemorySink does, would measure the allocator, not the pipeline)."""
 
@@ -343,9 +340,6 @@ class DeviceSink:
         if self.buffer is None:
             self.buffer = np.empty_like(image)
         np.copyto(self.buffer, image)
-
-    def close(self) -> None:
-        pass
 
 
 class MemoryWatch:

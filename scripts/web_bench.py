@@ -22,7 +22,7 @@ from realtime.sources import PlaybackSource
 from realtime.stream import Stream
 from realtime.web import bind, in_background
 from realtime.web.app import create_app
-from realtime.web.live import Channel
+from realtime.web.live import Channel, Feed
 from realtime.web.studio import Look, Studio
 from realtime.web.uploads import Limits
 
@@ -151,7 +151,7 @@ def overlay(options: Options, clip: Path, seconds: float, warm: float = 6.0) -> 
         restyler = studio.live_restyler()
         stop = threading.Event()
         runner = threading.Thread(
-            target=lambda: Stream(restyler).run(source, [channel], should_stop=stop.is_set), daemon=True
+            target=lambda: Stream(restyler).run(source, [Feed(channel)], should_stop=stop.is_set), daemon=True
         )
         runner.start()
         b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)

@@ -89,3 +89,38 @@ def test_functions_are_short_and_the_command_line_thin():
                     long.append(f"{where}:{node.lineno} {node.name} ({lines} lines)")
     assert not long, f"functions over {LONGEST} lines: {long}"
     assert len((PACKAGE / "cli.py").read_text().splitlines()) <= 250
+
+
+def test_every_frame_taker_keeps_the_sink_contract(tmp_path):
+    """Whatever takes a stream's frames derives from ``sinks.Sink``; closing twice does
+    nothing more; a closed feed clears the pages once, and a channel outlives its feeds."""
+    import importlib
+    import inspect
+    from fractions import Fraction
+
+    import numpy as np
+
+    from realtime.records import Frame, Output
+    from realtime.sinks import Sink
+
+    takers = []
+    for name in _modules():
+        module = importlib.import_module(name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == name and ("send" in vars(cls) or "take" in vars(cls)):
+                takers.append(cls)
+    assert len(takers) >= 8
+    assert [c.__qualname__ for c in takers if not issubclass(c, Sink)] == []
+
+    from realtime.web.live import Channel, Feed
+
+    channel = Channel()
+    frame = Frame(np.zeros((4, 4, 3), np.uint8), 0, Fraction(1, 25), 0, 0.0)
+    for _ in range(2):  # two streams, one after the other, into one channel
+        feed = Feed(channel)
+        feed.take(Output(frame, np.full((4, 4, 3), 9, np.uint8), None))
+        assert channel._latest[1].image.max() == 9
+        feed.close()
+        feed.close()
+        assert channel._latest[1].image.max() == 0
+    assert channel.published == 4  # two frames, two clears: the second close did nothing

@@ -97,7 +97,9 @@ def run_live(
             from ..web.overlay import open_overlay
 
             channel, stylizer, url = open_overlay(stack, o, overlay, given)
-            outputs.append(channel)
+            from ..web.live import Feed
+
+            outputs.append(stack.enter_context(Feed(channel)))
             if not o.quiet:
                 w, h = source.frame_size
                 print(f"overlay: {url} (OBS: Sources > Browser, {w}x{h})")

@@ -100,8 +100,7 @@ class Stream:
         def deliver(out: Output) -> tuple[int, float]:
             frame = out.frame
             for sink in sinks:
-                take = getattr(sink, "take", None)  # a sink that shows more than the picture (alpha)
-                take(out) if take is not None else sink.send(frame, out.image)
+                sink.take(out)  # the contract: sinks.Sink
             if on_frame is not None:
                 on_frame(frame)
             return frame.index, frame.captured

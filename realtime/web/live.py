@@ -25,6 +25,7 @@ from ..compose import straight
 from ..errors import InputError
 from ..options import Options
 from ..records import Frame, Output
+from ..sinks import Sink
 from ..sources import LiveSource, check_frame_size
 
 LOOK = ("strength", "background")
@@ -148,8 +149,8 @@ class Channel:
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self.published = 0
 
-    def take(self, out: Output) -> None:
-        """The sink side (called on the stream's thread)."""
+    def publish(self, out: Output) -> None:
+        """A stream's newest output (called on its thread, through its ``Feed``)."""
         with self._lock:
             self.published += 1
             self._latest = (self.published, out)
@@ -158,15 +159,15 @@ class Channel:
         for loop, event in waiters:
             loop.call_soon_threadsafe(event.set)
 
-    def close(self, complete: bool = True) -> None:
-        """The stream ended: the pages are cleared, not left on its last frame (the next
+    def clear(self) -> None:
+        """A stream ended: the pages are cleared, not left on its last frame (the next
         stream, maybe another person's camera, starts from nothing)."""
         with self._lock:
             last = self._latest
         if last is not None:
             image = last[1].image
             blank = np.zeros(image.shape[:2], np.uint8)
-            self.take(Output(last[1].frame, np.zeros_like(image), blank))
+            self.publish(Output(last[1].frame, np.zeros_like(image), blank))
 
     async def next(self, after: int, timeout: float = 1.0) -> tuple[int, Output] | None:
         """The newest output after number ``after``; None if none comes within ``timeout``."""
@@ -238,6 +239,20 @@ def decode_jpeg(data: bytes, max_pixels: int = 1920 * 1080) -> np.ndarray:
     return image
 
 
+class Feed(Sink):
+    """One stream's outputs into a ``Channel`` that outlives it (the pages stay, streams come
+    and go); closing the feed clears the pages."""
+
+    def __init__(self, channel: Channel):
+        self.channel = channel
+
+    def take(self, out: Output) -> None:
+        self.channel.publish(out)
+
+    def _close(self, complete: bool) -> None:
+        self.channel.clear()
+
+
 class LiveSession:
     """One browser camera's stream: frames pushed in, run through the live stream on a
     thread of its own, cartoons out to the ``channel`` (and the overlay's)."""
@@ -248,19 +263,19 @@ class LiveSession:
         self.source = PushSource(first)
         self.error: str | None = None
         self._stream = Stream(restyler)
-        self._channel = channel
+        self._feed = Feed(channel)
         self._thread = threading.Thread(target=self._run, name="web-live", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            self._stream.run(self.source, [self._channel])
+            self._stream.run(self.source, [self._feed])
             if self.source.idle_ended:
                 self.error = f"no frame came for {self.source.idle:.0f} s; start the camera again"
         except Exception as e:  # said to the page, never raised into the server
             self.error = f"the live stream stopped: {e}"
         finally:
-            self._channel.close()
+            self._feed.close(complete=self.error is None)
 
     @property
     def alive(self) -> bool:
