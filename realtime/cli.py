@@ -181,7 +181,7 @@ def web_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body(interrupts: Interrupts) -> None:
-        from .engine import say
+        from .console import say
         from .options import explicit
         from .web.serve import parse_auth, serve
 

@@ -108,3 +108,9 @@ def print_stats(timings: dict[str, list[float]]) -> None:
         if t:
             table.add_row(stage, str(len(t)), f"{t[len(t) // 2] * 1000:.1f}", f"{sum(t) * 1000:.1f}")
     Console().print(table)
+
+
+def say(message: str) -> None:
+    """A progress line, out at once even into a pipe (``| tee``, a supervisor's log), where
+    print would hold it until the buffer fills or the run ends."""
+    print(message, flush=True)

@@ -22,7 +22,9 @@ import numpy as np
 
 from .align import CROP, align_matrix, scale_of, transform_points
 from .compose import HEADS_ONLY, background_under, load_alpha, oval_mask, straight
-from .engine import MAX_HEAD_BATCH, load_engine, resolve_spec, say
+from .console import say
+from .engine import MAX_HEAD_BATCH, resolve_spec
+from .engine_cache import load_engine
 from .faces import Face, FaceFinder, FaceFollower
 from .frames import CpuFrames, shrink
 from .models import resolve_face_model, resolve_style

@@ -31,7 +31,8 @@ from rich.console import Console
 from rich.table import Table
 
 from realtime.calibration import calibration_images
-from realtime.engine import EngineSpec, backend_names, get_backend, load_engine, precision_names
+from realtime.engine import EngineSpec, backend_names, get_backend, precision_names
+from realtime.engine_cache import load_engine
 from realtime.faces import FaceFinder
 from realtime.memory import limit_malloc_arenas
 from realtime.models import find_model_files

@@ -16,18 +16,12 @@ import numpy as np
 import pytest
 from conftest import GOLDEN_CASES, assert_faithful, asset, goldens, psnr
 
-import realtime.engine as engine_module
-from realtime.engine import (
-    EngineSpec,
-    artifact_dir,
-    artifact_key,
-    build,
-    get_backend,
-    load_engine,
-    onnx_dir,
-    resolve_spec,
-)
+import realtime.engine_cache as engine_cache
+import realtime.exports as exports
+from realtime.engine import EngineSpec, get_backend, resolve_spec
+from realtime.engine_cache import artifact_dir, artifact_key, build, load_engine
 from realtime.errors import BackendError, InputError
+from realtime.exports import onnx_dir
 
 CPU_BACKENDS = ["torch", "onnxruntime", "openvino"]
 HEAD = "models/dctnet/random/cartoon_anime_h.pb"
@@ -135,7 +129,7 @@ def test_the_key_is_the_runtime_and_the_onnx_it_was_built_from(assets, monkeypat
     graph = asset(assets, "fixtures/dctnet_tiny.pb")
     spec = EngineSpec("openvino", "fp32", "cpu", "head")
     key = artifact_key(graph, spec)
-    assert set(key["runtime"]) == {"openvino", "ov_int8"} and key["onnx"]["revision"] == engine_module.ONNX_REVISION
+    assert set(key["runtime"]) == {"openvino", "ov_int8"} and key["onnx"]["revision"] == exports.ONNX_REVISION
     monkeypatch.setattr(get_backend("openvino"), "runtime_id", classmethod(lambda cls: {"openvino": "2099.1"}))
     assert artifact_key(graph, spec) != key
 
@@ -218,7 +212,7 @@ def test_onnx_export_keeps_uint8_where_tensorrt_takes_it(assets, session_cache, 
     uint8 output only from one: the GPU engine is built from this very file."""
     import onnx
 
-    from realtime.engine import export_onnx
+    from realtime.exports import export_onnx
 
     model = onnx.load(str(export_onnx(asset(assets, "fixtures/dctnet_tiny.pb"), fp16=fp16)))
     graph = onnx.shape_inference.infer_shapes(model).graph
@@ -239,7 +233,7 @@ def test_fp16_onnx_for_tensorrt_is_faithful(assets, session_cache):
     import onnx
     import onnxruntime as ort
 
-    from realtime.engine import export_onnx
+    from realtime.exports import export_onnx
 
     path = export_onnx(asset(assets, HEAD), fp16=True)
     model = onnx.load(str(path))
@@ -289,7 +283,7 @@ def test_the_onnx_written_without_torch_is_what_torch_exports(assets, session_ca
     import openvino as ov
     import torch
 
-    from realtime.engine import export_onnx
+    from realtime.exports import export_onnx
     from realtime.generator import DCTNet
 
     for graph in (HEAD, "models/dctnet/random/cartoon_anime_bg.pb"):
@@ -305,7 +299,7 @@ def test_the_onnx_written_without_torch_is_what_torch_exports(assets, session_ca
                 str(tmp_path / "torch.onnx"),
                 input_names=["input_image"],
                 output_names=["output_image"],
-                opset_version=engine_module.ONNX_OPSET,
+                opset_version=exports.ONNX_OPSET,
                 dynamo=False,
                 dynamic_axes={"input_image": axes, "output_image": axes},
             )
@@ -394,4 +388,4 @@ def test_onnx_runtime_on_cuda_needs_no_torch_to_key_its_artifact(monkeypatch):
     """ONNX Runtime's CUDA provider (onnxruntime-gpu) runs without torch: its cache key names
     the device without asking torch, whose absence was a traceback."""
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
-    assert engine_module.device_id("cuda:1") == "cuda:1"
+    assert engine_cache.device_id("cuda:1") == "cuda:1"

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import GOLDEN_CASES, assert_faithful, asset, goldens, psnr
 
-from realtime.engine import EngineSpec, load_engine
+from realtime.engine import EngineSpec
+from realtime.engine_cache import load_engine
 
 pytestmark = pytest.mark.gpu
 HEAD = "models/dctnet/random/cartoon_anime_h.pb"

@@ -227,7 +227,8 @@ def test_a_sink_that_fails_to_close_leaves_the_others_closed(assets, tiny_models
 ALTSTACK_PROBE = """
 import ctypes, gc, os, signal, sys, time
 import numpy as np
-from realtime.engine import EngineSpec, load_engine
+from realtime.engine import EngineSpec
+from realtime.engine_cache import load_engine
 from realtime.transport import Line, Stage
 
 class Stack(ctypes.Structure):

@@ -11,7 +11,7 @@ aligned (``_aligned``); ``set_input_shape``, ``set_tensor_address`` and ``execut
 report failure by returning False, not by raising; buffers must live until the stream has
 run (the caller's stream waits for ours before it may free or reuse them); a plan loads only
 on the TensorRT version and GPU architecture that built it (the cache key says both, and a
-plan that fails to deserialize is rebuilt by ``engine.load_engine``).
+plan that fails to deserialize is rebuilt by ``engine_cache.load_engine``).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from ..engine import (
     Backend,
     Engine,
     EngineSpec,
-    device_id,
     device_index,
 )
+from ..engine_cache import device_id
 from ..errors import BackendError
 from ..records import tensor_of
 
