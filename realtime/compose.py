@@ -92,7 +92,7 @@ def paste(
 def _cartoon(frames, original, stylized, key_color):
     h, w = original.shape[:2]
     under = frames.resize(stylized, h, w)
-    return frames.clone(under) if under is stylized else under  # never paste into a keyframe
+    return frames.clone(under) if under is stylized else under  # never paste into a reference or anchor
 
 
 def _photo(frames, original, stylized, key_color):

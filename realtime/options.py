@@ -308,7 +308,7 @@ class Mode:
 
 
 # On a CPU (scripts/bench.py, 2 cores): INT8 engines (42 dB from FP32, 1.8x faster); files
-# stylize the background every 4th frame and take the frames between from the keyframes on
+# stylize the background every 4th frame and take the frames between from the anchors on
 # both sides, along optical flow, and heads every 3rd frame, carried in their aligned crop
 # along its flow in between (with smoothing, as steady and faithful as every 2nd and 3rd
 # frame: identity model 35.6 dB; without it, heads are made every frame);
@@ -375,7 +375,7 @@ def settle(options: Options, mode: Mode, given: frozenset[str] = frozenset()) ->
         notes.append(f"the {mode.name} preset's {options.precision} is not in {spec.backend}; running {auto}")
     preset_heads = "head_interval" not in given and options.head_interval == mode.preset.get("head_interval")
     if options.smoothing == 0 and preset_heads:
-        changes["head_interval"] = 1  # only the smoothing carries heads between head keyframes
+        changes["head_interval"] = 1  # only the smoothing carries heads between head anchors
     if spec.device.startswith("cuda"):
         for key, value in mode.gpu.items():
             if key not in given and getattr(options, key) == mode.preset.get(key) != value:

@@ -200,10 +200,6 @@ class Stylizer:
             by_track = {t: out[i] for i, t in enumerate(analysis.tracks)}
         return Stylized(analysis, bg, by_track)
 
-    def compose(self, scene: Scene) -> np.ndarray:
-        """The finished frame, as a NumPy array."""
-        return self.frames.download(self.composite(scene)[0])
-
     def composite(self, scene: Scene) -> tuple[Any, Any | None]:
         """Heads over the chosen background, then the strength mix; left where the frames
         live (the GPU with CUDA engines) for output smoothing before the download. Each

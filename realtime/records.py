@@ -142,7 +142,7 @@ class Stylized(_Cartoon):
 @dataclass(frozen=True, eq=False)
 class Scene(_Cartoon):
     """Everything one output frame is composed of: its analysis, the stylized background
-    for it (fresh, or carried from a keyframe), and the head to paste on each face, by track
+    for it (fresh, or carried from an anchor or reference), and the head to paste on each face, by track
     id. A face with no head here gets none: the background shows there."""
 
 

@@ -411,7 +411,7 @@ def live_bench(
         **report.summary,
         "captured": report.captured,
         "source_fps": round(report.camera_fps, 2),
-        "keyframes": report.keyframes,
+        "references": report.references,
         "dropped_pct": round(
             100 * report.summary["dropped"] / max(report.summary["frames"] + report.summary["dropped"], 1), 2
         ),
@@ -693,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(
             _table(
                 f"cartoon-cam on clips played live and looped ({args.live_seconds:.0f} s each)",
-                ("clip", "fps out", "source fps", "dropped", "p50 ms", "p99 ms", "keyframes", "RSS growth"),
+                ("clip", "fps out", "source fps", "dropped", "p50 ms", "p99 ms", "references", "RSS growth"),
                 [
                     (
                         r["clip"],
@@ -702,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{r['dropped_pct']:.1f}%",
                         f"{r['latency_ms_p50']:.0f}",
                         f"{r['latency_ms_p99']:.0f}",
-                        str(r["keyframes"]),
+                        str(r["references"]),
                         f"{r.get('rss_growth_pct', float('nan')):+.1f}%",
                     )
                     for r in results["live"]

@@ -79,7 +79,7 @@ def test_frames_stay_on_the_gpu_from_upload_to_download(assets):
         stylized = st.stylize(st.analyze(Frame.still(portrait)))
         a = stylized.analysis
         assert all(t.is_cuda for t in (a.image, a.image_small, a.crops, stylized.background, *stylized.heads.values()))
-        out = st.compose(Scene(a, stylized.background, stylized.heads))
+        out = st.finish(*st.composite(Scene(a, stylized.background, stylized.heads)))[0]
     with Stylizer(o.replace(backend="torch", precision="fp32", engine_device="cpu")) as ref:
         assert psnr(out, ref(portrait)) > 35  # FP16 engines; the composition itself matches to >45 dB on CPU
 

@@ -123,7 +123,7 @@ def _run_live(assets, tiny_models, clip) -> tuple:
     with PlaybackSource(clip) as source, Stylizer(options, mode="live") as st:
         stream = Stream(st)
         stats = stream.run(source, [sink])
-    return source, sink, stats, stream.scheduler.keyframes
+    return source, sink, stats, stream.scheduler.references
 
 
 def test_slow_frame_path_drops_frames_live(assets, tiny_models, clip, monkeypatch):
@@ -343,7 +343,7 @@ def test_a_face_missing_from_the_keyframe_gets_no_head():
     from realtime.faces import Face
     from realtime.frames import CpuFrames
     from realtime.records import Analysis, Frame
-    from realtime.stream.live import Keyframe, LiveScheduler
+    from realtime.stream.live import LiveScheduler, Reference
 
     class Stub:
         frames = CpuFrames()
@@ -362,7 +362,7 @@ def test_a_face_missing_from_the_keyframe_gets_no_head():
     a = Analysis(frame, image, image, image, (face(100, 1), face(400, 2)), (np.eye(2, 3),) * 2, crops)
     scheduler = LiveScheduler(Stub())
     head = np.full((288, 288, 3), 200, np.uint8)
-    scheduler._latest = Keyframe(None, None, None, {1: head, 3: head}, 0)
+    scheduler._latest = Reference(None, None, None, {1: head, 3: head}, 0)
     (scene,) = scheduler(a)
     assert set(scene.heads) == {1} and (scene.heads[1] == 200).all() and scene.background is None
     scheduler.close()
@@ -486,7 +486,7 @@ def test_live_heads_ease_to_a_new_keyframe():
     from realtime.faces import Face
     from realtime.frames import CpuFrames
     from realtime.records import Analysis, Frame
-    from realtime.stream.live import Keyframe, LiveScheduler
+    from realtime.stream.live import LiveScheduler, Reference
 
     class Stub:
         frames = CpuFrames()
@@ -509,7 +509,7 @@ def test_live_heads_ease_to_a_new_keyframe():
             (np.eye(2, 3),),
             np.zeros((1, 288, 288, 3), np.uint8),
         )
-        scheduler._latest = Keyframe(None, None, None, {1: np.full((288, 288, 3), 0 if i < 3 else 210, np.uint8)}, i)
+        scheduler._latest = Reference(None, None, None, {1: np.full((288, 288, 3), 0 if i < 3 else 210, np.uint8)}, i)
         (scene,) = scheduler(a)
         shown.append(float(scene.heads[1].mean()))
     scheduler.close()

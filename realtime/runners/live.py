@@ -24,7 +24,7 @@ class LiveReport:
     error: str | None = None  # the source failed part-way: the outputs hold the frames so far
     signal: int | None = None  # the signal that stopped it, if one did
     captured: int = 0  # frames the source read
-    keyframes: int = 0  # engine runs that made a fresh background
+    references: int = 0  # engine runs published for the frames to be dressed from
     queue_peaks: dict | None = None
     stage_ms: dict | None = None  # median milliseconds of each stage
 
@@ -129,7 +129,7 @@ def run_live(
         None if stats.interrupted else source.error,
         (stats.signal or signal.SIGINT) if stats.interrupted else None,
         getattr(source, "captured", stats.frames),
-        stream.scheduler.keyframes,
+        stream.scheduler.references,
         dict(stats.queue_peaks),
         stylizer.timings.medians_ms(),
     )

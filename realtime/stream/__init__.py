@@ -7,6 +7,11 @@ nothing of frames; a scheduler decides what the engines run on: ``FileScheduler`
 frame, in order, at the rates asked for) or ``LiveScheduler`` (the engines beside the frame
 path, every frame dressed from their newest results). The stylizer's running mode picks the
 scheduler and the kind of slot (newest-wins for live).
+
+Three words kept apart: a *keyframe* is the encoder's (an I frame, ``--keyint``); an
+*anchor* is a frame the file scheduler runs the background graph on, the frames between
+taken from the anchors on both sides; a *reference* is the live engines' newest results,
+every live frame dressed from it.
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 Heads are stylized every ``head_interval``-th frame (and whenever a face has no head yet)
 and carried on each track's own transform in between; with smoothing, each track's head is
 also carried in its aligned crop along the crop's flow (``smoothing.HeadCarrier``). The background graph runs on every
-``background_interval``-th frame; the frames between wait for the next keyframe and take
+``background_interval``-th frame; the frames between wait for the next anchor and take
 their background from both sides, each warped along optical flow and weighted by how near
 it is in time and how well its source matches (a cut or an occlusion leans on the side that
-sees it; a scene cut forces a fresh keyframe at once). State lives here because time needs
+sees it; a scene cut forces a fresh anchor at once). State lives here because time needs
 it; what comes out is a new ``Scene`` per frame.
 """
 
@@ -21,15 +21,15 @@ from ..flow import Flow
 from ..records import EMPTY, Analysis, Scene
 from ..smoothing import HeadCarrier
 
-SCENE_CUT = 30.0  # mean grey-level change from the keyframe that forces a fresh background
-MATCH_TOLERANCE = 10.0  # grey levels: how far a warped keyframe may miss the frame and still count
+SCENE_CUT = 30.0  # mean grey-level change from the anchor that forces a fresh background
+MATCH_TOLERANCE = 10.0  # grey levels: how far a warped anchor may miss the frame and still count
 FLOW_WIDTH = 640  # files keep edges in place: flow on a finer grey copy than live
 HEAD_WEIGHT = 0.95  # at --smoothing 1: how far a fresh head leans on the carried one
 
 
 class FileScheduler:
     """Turns each ``Analysis`` into ``Scene``s (none while a frame waits for its next
-    background keyframe, several when one arrives); ``flush()`` releases the frames still
+    background anchor, several when one arrives); ``flush()`` releases the frames still
     waiting when the input ends. Used by one thread."""
 
     def __init__(self, stylizer, head_interval: int = 1, background_interval: int = 1, smoothing: float = 0.0):
@@ -39,7 +39,7 @@ class FileScheduler:
         self.between = self.background_interval > 1 and stylizer.background_engine is not None
         self.gray_width = FLOW_WIDTH if self.between else None
         self._heads: Mapping = EMPTY  # track id -> the newest head made for it
-        self._key: tuple | None = None  # (stylized background, grey) of the newest keyframe
+        self._key: tuple | None = None  # (stylized background, grey) of the newest anchor
         self._waiting: list[tuple[Analysis, Mapping]] = []
         self._flow = Flow()
 
@@ -68,7 +68,7 @@ class FileScheduler:
         return [*scenes, Scene(a, stylized.background, heads)]
 
     def flush(self) -> list[Scene]:
-        """The input ended between keyframes: the frames waiting carry the last one forward."""
+        """The input ended between anchors: the frames waiting carry the last one forward."""
         waiting, self._waiting = self._waiting, []
         return [Scene(w, self._carry(w.gray, self._key), h) for w, h in waiting]
 
@@ -84,7 +84,7 @@ class FileScheduler:
             return self.stylizer.frames.along_flow(stylized, self._flow.backward(gray, key_gray))
 
     def _interpolate(self, gray: np.ndarray, before: tuple, after: tuple, t: float):
-        """The background of the frame with grey ``gray`` from the keyframes ``before`` and
+        """The background of the frame with grey ``gray`` from the anchors ``before`` and
         ``after`` (each (stylized, grey)), ``t`` of the way from one to the other."""
         f = self.stylizer.frames
         with self.stylizer.stage("carry"):

@@ -1,15 +1,15 @@
 """The live scheduler: the engines run beside the frame path, not in it.
 
 Whenever the engines are free they take the newest frame's ``Analysis`` (a snapshot nobody
-changes) and publish a new ``Keyframe``: the stylized head of each track in it and, every
+changes) and publish a new ``Reference``: the stylized head of each track in it and, every
 ``background_every``-th time or at once after a large change, a fresh background. Every
-frame is composed from the newest keyframe, carried to it: each face gets the head of its
+frame is composed from the newest reference, carried to it: each face gets the head of its
 own track on its own current transform, eased over a few frames from the head shown before
-(a face the keyframe lacks gets none, so the cartoon background shows there, never the
+(a face the reference lacks gets none, so the cartoon background shows there, never the
 person's photo), and the background follows optical flow
 where flow can be trusted. Where it cannot (someone walks in, a hand, a light, new content
 at the border of a pan) a stand-in is shown instead of a smear: the current frame, blurred
-and recoloured by the keyframe's own source-to-cartoon colour map, until the engines
+and recoloured by the reference's own source-to-cartoon colour map, until the engines
 deliver the fresh background this change asked for.
 
 The frame rate is then that of the light stages (capture, faces, compose); the engines'
@@ -38,11 +38,11 @@ FLOW_WIDTH = 320  # live trades flow accuracy for time
 CHANGED = 128  # trust below this (of 255) counts as changed
 REFRESH_AREA = 0.03  # changed share of the frame that asks the engines for a fresh background at once
 STAND_IN_SIGMA = 1.0  # work-size pixels: the stand-in is softened about as much as the cartoon
-HEAD_EASE = 1 / 3  # each frame, a shown head closes this share of the gap to its newest keyframe head
+HEAD_EASE = 1 / 3  # each frame, a shown head closes this share of the gap to its newest reference head
 
 
 @dataclass(frozen=True, eq=False)
-class Keyframe:
+class Reference:
     """The newest engine results and what carrying them to later frames needs: the grey
     copy of the frame the background was made from, the background, its colour map (3x4,
     source BGR to stylized BGR, least squares over that frame) and the newest head of each
@@ -64,12 +64,12 @@ class Keyframe:
 
 
 class LiveScheduler:
-    """Dresses each ``Analysis`` with the newest ``Keyframe`` (``__call__``, on the frame
+    """Dresses each ``Analysis`` with the newest ``Reference`` (``__call__``, on the frame
     path's thread) while its own thread keeps the engines busy on the newest frame.
 
-    A context manager: ``prime`` (optional) makes the first keyframe before the clock runs,
+    A context manager: ``prime`` (optional) makes the first reference before the clock runs,
     ``start`` starts the engine thread, ``close`` stops it. Threads share only the request
-    slot (newest wins), the published keyframe (replaced whole, never changed) and an event.
+    slot (newest wins), the published reference (replaced whole, never changed) and an event.
     """
 
     def __init__(self, stylizer, background_every: int = 1, priority: int | None = None):
@@ -81,7 +81,7 @@ class LiveScheduler:
         self.gray_width = FLOW_WIDTH
         self._requests = Slot(1, newest_wins=True)
         self._published = threading.Condition()
-        self._latest: Keyframe | None = None
+        self._latest: Reference | None = None
         self._refresh = threading.Event()
         self._error: BaseException | None = None
         self._runs = 0  # engine runs; touched by the engine thread only (and by prime, before it starts)
@@ -91,16 +91,16 @@ class LiveScheduler:
         self._thread = threading.Thread(target=self._run, name="engines", daemon=True)
 
     @property
-    def latest(self) -> Keyframe | None:
+    def latest(self) -> Reference | None:
         return self._latest
 
     @property
-    def keyframes(self) -> int:
-        """How many keyframes the engines have made (a count for reports; read, never relied on)."""
+    def references(self) -> int:
+        """How many references the engines have made (a count for reports; read, never relied on)."""
         return self._runs
 
     def prime(self, a: Analysis) -> None:
-        """Make the first keyframe now, on the calling thread (before ``start``)."""
+        """Make the first reference now, on the calling thread (before ``start``)."""
         self._step(a)
 
     def start(self) -> LiveScheduler:
@@ -119,7 +119,7 @@ class LiveScheduler:
         self.close()
 
     def __call__(self, a: Analysis) -> list[Scene]:
-        """This frame's scene from the newest keyframe; the frame goes to the engines too."""
+        """This frame's scene from the newest reference; the frame goes to the engines too."""
         self._requests.put(a)
         kf = self._wait_for(a)
         background = None
@@ -131,10 +131,10 @@ class LiveScheduler:
         self.stylizer.frames.settle()  # before ``kf``, which the engine thread may replace, is let go
         return [Scene(a, background, heads)]
 
-    def _carry_heads(self, kf: Keyframe, a: Analysis) -> dict:
-        """Each track's keyframe head moved from the crop it was made from to this frame's
+    def _carry_heads(self, kf: Reference, a: Analysis) -> dict:
+        """Each track's reference head moved from the crop it was made from to this frame's
         crop, along the crop's flow, and changed as the crop changed (``smoothing``): the
-        head follows the face between keyframes instead of standing still on it."""
+        head follows the face between references instead of standing still on it."""
         f = self.stylizer.frames
         heads = {}
         for i, t in enumerate(a.tracks):
@@ -152,17 +152,17 @@ class LiveScheduler:
         return heads
 
     def _ease(self, heads: dict) -> dict:
-        """Each track's shown head moves towards its newest keyframe head over a few frames
+        """Each track's shown head moves towards its newest reference head over a few frames
         (in the aligned crop, where heads of one face line up) instead of stepping to it when
-        a keyframe arrives; a track's first head shows at once."""
+        a reference arrives; a track's first head shows at once."""
         f = self.stylizer.frames
         shown = self._shown
         eased = {t: h if t not in shown else f.mix(h, shown[t], HEAD_EASE) for t, h in heads.items()}
         self._shown = eased
         return eased
 
-    def _wait_for(self, a: Analysis) -> Keyframe:
-        """The newest keyframe, once there is one this frame can be dressed from: the first,
+    def _wait_for(self, a: Analysis) -> Reference:
+        """The newest reference, once there is one this frame can be dressed from: the first,
         and after the source changed size (a camera switched, a phone turned) the first at
         the new size, since nothing of another size can be carried along flow."""
 
@@ -176,8 +176,8 @@ class LiveScheduler:
             raise self._error
         return self._latest
 
-    def _carry(self, kf: Keyframe, a: Analysis):
-        """The keyframe's background moved to this frame along optical flow, with the
+    def _carry(self, kf: Reference, a: Analysis):
+        """The reference's background moved to this frame along optical flow, with the
         stand-in where the flow does not explain the picture."""
         f = self.stylizer.frames
         flow = self._flow.backward(a.gray, kf.gray)
@@ -203,7 +203,7 @@ class LiveScheduler:
                 self._published.notify_all()
 
     def _step(self, a: Analysis) -> None:
-        """Run the engines on ``a`` and publish the results as the newest keyframe."""
+        """Run the engines on ``a`` and publish the results as the newest reference."""
         old = self._latest
         resized = old is not None and old.gray is not None and a.gray is not None and old.gray.shape != a.gray.shape
         fresh_bg = old is None or resized or self._runs % self.background_every == 0 or self._refresh.is_set()
@@ -220,11 +220,11 @@ class LiveScheduler:
                 crops[t] = (readonly(crop), readonly(slopes(small, head, eps=HEAD_EPS)))
         if fresh_bg and stylized.background is not None:
             colours = colour_map(a.small, f.download(stylized.background))
-            kf = Keyframe(a.gray, stylized.background, colours, stylized.heads, a.frame.index, crops)
+            kf = Reference(a.gray, stylized.background, colours, stylized.heads, a.frame.index, crops)
         elif old is not None:
-            kf = Keyframe(old.gray, old.background, old.colours, stylized.heads, a.frame.index, crops)
+            kf = Reference(old.gray, old.background, old.colours, stylized.heads, a.frame.index, crops)
         else:
-            kf = Keyframe(None, None, None, stylized.heads, a.frame.index, crops)
+            kf = Reference(None, None, None, stylized.heads, a.frame.index, crops)
         self.stylizer.frames.settle()  # its results are ready before another thread sees them
         with self._published:
             self._latest = kf
@@ -244,7 +244,7 @@ def colour_map(source: np.ndarray, stylized: np.ndarray, step: int = 4) -> np.nd
 
 def stand_in(frames, a: Analysis, colours: np.ndarray, headless=()):
     """What is shown where a carried background cannot be trusted: this frame at work size,
-    softened and in the keyframe's colours, with the faces in ``headless`` (those not yet
+    softened and in the reference's colours, with the faces in ``headless`` (those not yet
     stylized) blurred past recognition: a face never shows as a photo."""
     image = frames.blur(a.image_small, STAND_IN_SIGMA)
     h, w = a.small.shape[:2]
@@ -260,7 +260,7 @@ def stand_in(frames, a: Analysis, colours: np.ndarray, headless=()):
 
 def lower_priority(by: int | None) -> None:
     """Give the calling thread way to the frame path: when both want a core, a late frame
-    is a dropped frame, a late keyframe only a slightly older cartoon. ``by``: niceness to
+    is a dropped frame, a late reference only a slightly older cartoon. ``by``: niceness to
     add; None: the idle class, which runs only on a core nothing else wants and gives it up
     the moment a frame-path thread wakes (a niced thread may first finish its time slice:
     on the two-face live bench, p99 latency 114-122 ms at nice 10, 79-99 ms idle). Threads
