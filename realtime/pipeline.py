@@ -29,7 +29,7 @@ from .faces import Face, FaceFinder, FaceFollower
 from .frames import CpuFrames, shrink
 from .models import resolve_face_model, resolve_style
 from .options import MODES, Mode, Options
-from .records import Analysis, Frame, Scene, Sighting, Stylized
+from .records import Analysis, Frame, Look, Scene, Sighting, Stylized
 from .stats import Timings
 from .tracking import FaceTracks
 
@@ -228,9 +228,22 @@ class Stylizer:
         image, alpha = self.finish(*self.composite(Scene(a, stylized.background, stylized.heads)))
         return Result(image, a.faces, alpha)
 
+    @property
+    def look(self) -> Look:
+        o = self.options
+        return Look(o.style, o.strength, o.background, tuple(o.key_color))
+
     def view(self) -> Stylizer:
-        """The stylizer to compose one frame with (a ``Restyler`` answers its current one)."""
+        """The stylizer of this moment (a ``Restyler`` answers its current one)."""
         return self
+
+    def for_look(self, look: Look | None) -> Stylizer:
+        """The stylizer that makes ``look`` (None: this one)."""
+        if look is None or look == self.look:
+            return self
+        if look.style != self.options.style:
+            raise ValueError(f"this stylizer runs {self.options.style}, not {look.style}")
+        return self.restyled(strength=look.strength, background=look.background, key_color=look.key_color)
 
     def restyled(self, **look) -> Stylizer:
         """This stylizer with another look (``strength``, ``background``, ``key_color``),

@@ -52,17 +52,30 @@ def frozen_map(d: Mapping) -> Mapping:
     return MappingProxyType({k: readonly(v) for k, v in d.items()})
 
 
+@dataclass(frozen=True)
+class Look:
+    """What a stream's output looks like, as one value: a live stream takes it once per frame
+    (``Frame.look``), so every stage of that frame works under the same one."""
+
+    style: str
+    strength: float
+    background: str
+    key_color: tuple
+
+
 @dataclass(frozen=True, eq=False)
 class Frame:
     """One picture from a source: BGR uint8, upright, read-only; its presentation time
     (``pts`` in ``time_base``) goes with it to the sink; ``captured`` is the monotonic
-    clock when it was decoded or captured, from which latency is measured."""
+    clock when it was decoded or captured, from which latency is measured. ``look``: the
+    look the stream took for it as it came in (None: the stylizer's own)."""
 
     image: np.ndarray
     pts: int | None
     time_base: Fraction
     index: int
     captured: float
+    look: Look | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image", readonly(self.image))

@@ -542,3 +542,81 @@ def test_a_source_that_changes_size_is_followed(assets, tiny_models):
     after = [im for f, im in zip(sink.frames, sink.images, strict=True) if f.index >= 30]
     assert all(im.shape == (640, 320, 3) for im in after) and len(after) >= 10, (len(after), stats.summary())
     assert all(im.shape == (360, 640, 3) for f, im in zip(sink.frames, sink.images, strict=True) if f.index < 30)
+
+
+def test_a_look_changed_many_times_a_second_holds_for_each_whole_frame(assets, tiny_models, tmp_path, monkeypatch):
+    """POST /api/v1/live changes the look while frames are in flight: each frame is found,
+    aligned, stylized and composed under the one look it was taken under (before, the
+    stages asked the restyler separately and a frame could be analysed under one look and
+    composed under the next)."""
+    import threading
+
+    from realtime.web.live import Restyler
+
+    clip = write_video(tmp_path / "c.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 40, (320, 180)))
+    seen: dict[int, dict[str, object]] = {}
+    lock = threading.Lock()
+
+    def spy(stage, original):
+        def run(self, item, *args, **kwargs):
+            frame = getattr(item, "frame", item)
+            with lock:
+                seen.setdefault(frame.index, {})[stage] = self.look
+            return original(self, item, *args, **kwargs)
+
+        return run
+
+    for stage in ("sight", "align", "composite"):
+        monkeypatch.setattr(Stylizer, stage, spy(stage, getattr(Stylizer, stage)))
+    o = Options(model_dir=tiny_models, face_model=asset(assets, "models/face_landmarker.task"), quiet=True)
+    restyler = Restyler(o.replace(precision="fp32", work_size=180))
+    stop = threading.Event()
+
+    def change() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            restyler.set(strength=0.3 + 0.7 * (i % 7) / 6, background=("cartoon", "blur", "photo")[i % 3])
+            time.sleep(0.003)
+
+    changer = threading.Thread(target=change)
+    sink = MemorySink()
+    try:
+        changer.start()
+        Stream(restyler).run(PlaybackSource(clip), [sink], max_frames=40)
+    finally:
+        stop.set()
+        changer.join()
+        restyler.close()
+    shown = [f.index for f in sink.frames]
+    assert len(shown) >= 20
+    looks = [seen[i] for i in shown]
+    mixed = [(i, s) for i, s in zip(shown, looks, strict=True) if len(set(s.values())) != 1 or len(s) != 3]
+    assert not mixed, f"frames analysed and composed under different looks: {mixed[:3]}"
+    assert len({s["composite"] for s in looks}) >= 5  # the look did change under the stream, often
+    assert all(f.look is not None for f in sink.frames)
+
+
+def test_switching_to_the_cartoon_background_mid_stream(assets, tiny_models, tmp_path):
+    """Live from --background blur (the engines make no background) to cartoon: the frames
+    before the engines' first cartoon background show a stand-in, and the stream goes on
+    (it died on a None background in the compositor)."""
+    from realtime.web.live import Restyler
+
+    clip = write_video(tmp_path / "c.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 30, (320, 180)))
+    o = Options(model_dir=tiny_models, face_model=asset(assets, "models/face_landmarker.task"), quiet=True)
+    restyler = Restyler(o.replace(precision="fp32", work_size=180, background="blur"))
+
+    class Switch(MemorySink):
+        def send(self, frame, image):
+            super().send(frame, image)
+            if len(self.frames) == 8:
+                restyler.set(background="cartoon")
+
+    sink = Switch()
+    try:
+        Stream(restyler).run(PlaybackSource(clip), [sink], max_frames=30)
+    finally:
+        restyler.close()
+    looks = [f.look.background for f in sink.frames]
+    assert len(sink.frames) >= 20 and looks[0] == "blur" and looks[-1] == "cartoon"

@@ -131,7 +131,7 @@ def run_live(
         getattr(source, "captured", stats.frames),
         stream.scheduler.references,
         dict(stats.queue_peaks),
-        stylizer.timings.medians_ms(),
+        stream.stylizer.timings.medians_ms(),
     )
     if o.stats_json:
         _write_json(o.stats_json, {**report.summary, "camera_fps": round(report.camera_fps, 2)})

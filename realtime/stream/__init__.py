@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from ..records import Frame, Output, Scene, Sighting
 from ..smoothing import FlowSmoother
@@ -43,8 +44,9 @@ class Stream:
         head_interval: int | None = None,
         background_interval: int | None = None,
     ):
+        self.looks = stylizer  # a Stylizer, or a web.live.Restyler whose look changes while it runs
+        self.stylizer = stylizer = stylizer.view()
         o = stylizer.options
-        self.stylizer = stylizer
         self.mode = stylizer.mode
         self.smoothing = o.smoothing if smoothing is None else smoothing
         self.head_interval = o.head_interval if head_interval is None else head_interval
@@ -64,11 +66,11 @@ class Stream:
         the engines compile for its size and stylize its first frame, so the stream opens on
         a cartoon instead of dropping frames meanwhile. ``interrupts``: the command's signal
         policy (``realtime.interrupts``), if it has one."""
-        st = self.stylizer
+        st, looks = self.stylizer, self.looks
         tracks = st.tracks()
         if self.mode.newest_wins:
             priority = None if st.engine_device == "cpu" else 10
-            scheduler = self.scheduler = LiveScheduler(st, self.background_interval, priority)
+            scheduler = self.scheduler = LiveScheduler(st, self.background_interval, priority, looks.for_look)
         else:
             scheduler = self.scheduler = FileScheduler(st, self.head_interval, self.background_interval, self.smoothing)
         width = scheduler.gray_width
@@ -89,13 +91,14 @@ class Stream:
             return run
 
         def sight(frame: Frame) -> list:
-            return [st.sight(frame)]
+            view = looks.view()  # the frame's look, taken once: every stage of it uses this one
+            return [view.sight(replace(frame, look=view.look))]
 
         def align(sighting: Sighting) -> list:
-            return [st.align(sighting, tracks, width)]
+            return [looks.for_look(sighting.frame.look).align(sighting, tracks, width)]
 
         def compose(scene: Scene) -> list:
-            view = st.view()  # one look for the whole frame, even if it changes meanwhile
+            view = looks.for_look(scene.frame.look)
             out, cover = view.composite(scene)
             if smoother is not None:
                 with st.stage("smooth"):

@@ -72,10 +72,12 @@ class LiveScheduler:
     slot (newest wins), the published reference (replaced whole, never changed) and an event.
     """
 
-    def __init__(self, stylizer, background_every: int = 1, priority: int | None = None):
+    def __init__(self, stylizer, background_every: int = 1, priority: int | None = None, for_look=None):
         """``priority``: see ``lower_priority`` (None: the idle class, for engines that run
-        on the CPU; engines on a GPU need the CPU only to be fed, promptly: nice +10)."""
+        on the CPU; engines on a GPU need the CPU only to be fed, promptly: nice +10).
+        ``for_look(look)``: the stylizer whose engines make a frame's look (default: this one)."""
         self.stylizer = stylizer
+        self.for_look = for_look or stylizer.for_look
         self.background_every = max(1, background_every)
         self.priority = priority
         self.gray_width = FLOW_WIDTH
@@ -126,6 +128,16 @@ class LiveScheduler:
         if kf.background is not None:
             with self.stylizer.stage("carry"):
                 background = self._carry(kf, a)
+        elif self.for_look(a.frame.look).options.background == "cartoon":
+            # The engines made none (the look had another background until now): the stand-in
+            # until they do; the next run makes one.
+            self._refresh.set()
+            f = self.stylizer.frames
+            headless = [face for face in a.faces if face.track not in kf.heads]
+            if kf.colours is not None:
+                background = stand_in(f, a, kf.colours, headless)
+            else:
+                background = f.blur(a.image_small, STAND_IN_SIGMA)
         with self.stylizer.stage("carry heads"):
             heads = self._ease(self._carry_heads(kf, a))
         self.stylizer.frames.settle()  # before ``kf``, which the engine thread may replace, is let go
@@ -209,7 +221,9 @@ class LiveScheduler:
         fresh_bg = old is None or resized or self._runs % self.background_every == 0 or self._refresh.is_set()
         if fresh_bg:
             self._refresh.clear()
-        stylized = self.stylizer.stylize(a, background=fresh_bg)
+        stylized = self.for_look(a.frame.look).stylize(a, background=fresh_bg)
+        if fresh_bg and stylized.background is None:  # this frame's look needs none: ask again
+            self._refresh.set()
         f = self.stylizer.frames
         crops = {}
         for i, t in enumerate(a.tracks):

@@ -4,9 +4,9 @@
     any live stream (cartoon-cam --overlay, the web app's Live) ---> Channel -> /overlay pages
 
 The stream layer is the one every live command runs; these are its web source and sink.
-``Restyler`` is the stylizer a running stream sees: a reference swapped whole when the look
-or the style changes (``POST /api/v1/live``), never an object changed in place, so a frame
-is always composed by one consistent stylizer.
+``Restyler`` holds the looks a running stream can take: the current one is swapped whole when
+the look or the style changes (``POST /api/v1/live``), never changed in place, and each frame
+carries the look it was taken under, so it is analysed and composed under that one.
 """
 
 from __future__ import annotations
@@ -88,9 +88,11 @@ class PushSource(LiveSource):
 
 
 class Restyler:
-    """The stylizer a live stream runs through, replaceable while it runs: attribute reads go
-    to the current one. ``set`` swaps in the same engines with another look, or another
-    style's engines (loaded once, kept until ``close``)."""
+    """The looks a live stream runs under, changeable while it runs: ``view()`` is the
+    stylizer of this moment (the stream takes its ``look`` once per frame, as a value),
+    ``for_look(look)`` the one that makes a look a frame was taken under. ``set`` swaps in
+    the same engines with another look, or another style's engines (loaded once, kept
+    until ``close``)."""
 
     def __init__(self, options: Options, mode: str = "live", log=None):
         from ..pipeline import Stylizer
@@ -99,14 +101,29 @@ class Restyler:
         self._lock = threading.Lock()
         self._bases = {options.style: self._make(options)}
         self._current = self._bases[options.style].restyled(**{k: getattr(options, k) for k in LOOK})
-
-    def __getattr__(self, name):
-        return getattr(self._current, name)
+        self._views: dict = {self._current.look: self._current}
 
     def view(self):
-        """The stylizer of this moment: a stream takes it once per frame, so one frame is
-        never composed half in one look and half in the next."""
+        """The stylizer of this moment."""
         return self._current
+
+    def for_look(self, look):
+        """The stylizer of ``look`` (None: the current one): a frame taken under one look is
+        analysed and composed under it, even after the look has changed."""
+        if look is None:
+            return self._current
+        view = self._views.get(look)
+        if view is None:
+            with self._lock:
+                view = self._bases[look.style].for_look(look)
+                self._remember(view)
+        return view
+
+    def _remember(self, view) -> None:
+        """Keep a view per look, a bounded few (a page can send a new strength each frame)."""
+        if len(self._views) >= 64:
+            self._views = {self._current.look: self._current}
+        self._views = {**self._views, view.look: view}  # replaced whole: readers never see it change
 
     def look(self) -> dict:
         o = self._current.options
@@ -128,6 +145,7 @@ class Restyler:
             if base is None:
                 base = self._bases[o.style] = self._make(o)
             self._current = base.restyled(strength=o.strength, background=o.background)
+            self._remember(self._current)
             return self.look()
 
     def close(self) -> None:
