@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import InputError, OutputError
 from .records import Frame
-from .sinks import CONTAINERS, Sink, VideoFileSink, encoder_options, stream_rate, video_frame
+from .sinks import CONTAINERS, Sink, VideoFileSink, add_video_stream, video_frame
 
 FORGOTTEN = 0.05  # a segment's first kept frame owes at most this share to where its warm-up began
 SETTLE = 8  # frames for face tracks and the background keyframes to settle without smoothing
@@ -129,13 +129,8 @@ class Piece(Sink):
         self.keyint = encoder["keyint"]
         self.offset = round(OFFSET_SECONDS / time_base)
         self.out = av.open(str(path), "w", format="mpegts")
-        self.video = self.out.add_stream(encoder["codec"], rate=stream_rate(fps))
-        w, h = size
-        self.video.width, self.video.height = w - w % 2, h - h % 2
-        self.video.pix_fmt = "yuv420p"
-        self.video.time_base = time_base
-        self.video.codec_context.time_base = time_base
-        self.video.options = encoder_options(encoder["codec"], encoder["crf"], encoder["preset"], self.keyint)
+        e = encoder
+        self.video = add_video_stream(self.out, e["codec"], size, fps, time_base, e["crf"], e["preset"], self.keyint)
         self.frames = 0
 
     def send(self, frame: Frame, image: np.ndarray) -> None:

@@ -108,6 +108,19 @@ def encoder_options(codec: str, crf: int, preset: str, keyint: int = 250) -> dic
     return gop
 
 
+def add_video_stream(out, codec: str, size: tuple[int, int], fps: float, time_base, crf: int, preset: str, keyint: int):
+    """The video stream every output of ours has (a file, a Ray segment's piece): yuv420p at
+    the even size within ``size``, the source's time base, our encoder options."""
+    w, h = size
+    video = out.add_stream(codec, rate=stream_rate(fps))
+    video.width, video.height = w - w % 2, h - h % 2
+    video.pix_fmt = "yuv420p"
+    video.time_base = time_base
+    video.codec_context.time_base = time_base
+    video.options = encoder_options(codec, crf, preset, keyint)
+    return video
+
+
 def video_frame(image: np.ndarray, size: tuple[int, int], frame: Frame, keyint: int, offset: int = 0) -> av.VideoFrame:
     """``frame``'s picture to encode, cropped to the stream's (even) ``size``, ``offset``
     later; a keyframe when ``frame``'s index in its source is a multiple of ``keyint``. Every
@@ -192,12 +205,7 @@ class VideoFileSink(Sink):
                 self.video = self.out.add_stream_from_template(template)
                 self.video.time_base = time_base
             else:
-                self.video = self.out.add_stream(codec, rate=stream_rate(fps))
-                self.video.width, self.video.height = width - width % 2, height - height % 2
-                self.video.pix_fmt = "yuv420p"
-                self.video.time_base = time_base
-                self.video.codec_context.time_base = time_base
-                self.video.options = encoder_options(codec, crf, preset, keyint)
+                self.video = add_video_stream(self.out, codec, (width, height), fps, time_base, crf, preset, keyint)
             if audio_from is not None:
                 self._open_audio(Path(audio_from), kind)
         except InputError:
