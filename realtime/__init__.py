@@ -5,6 +5,11 @@ The Python API is what the CLIs use::
     from realtime import Options, Stylizer
     with Stylizer(Options(style="anime")) as stylizer:
         cartoon = stylizer(bgr_image)
+
+and a whole job, as the commands run it::
+
+    from realtime import Options, run_video
+    report = run_video(Options(), Path("in.mp4"), Path("out.mp4"))
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ _API = {
     "VirtualCameraSink": "realtime.sinks",
     "MemorySink": "realtime.sinks",
     "CartoonError": "realtime.errors",
+    "run_images": "realtime.runners.images",
+    "run_video": "realtime.runners.video",
+    "run_live": "realtime.runners.live",
 }
 __all__ = list(_API)
 

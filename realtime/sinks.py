@@ -20,6 +20,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from .audio import AudioCopier
 from .errors import InputError, OutputError
 from .outputs import check_output, temporary_name
 from .records import Frame
@@ -137,7 +138,9 @@ def video_frame(image: np.ndarray, size: tuple[int, int], frame: Frame, keyint: 
 
 
 class VideoFileSink(Sink):
-    """A video file at ``path`` (H.264 yuv420p by default; VP9 in .webm).
+    """A video file at ``path`` (H.264 yuv420p by default; VP9 in .webm): the encoder's
+    stream (``add_video_stream``, as Ray pieces have it), the source's audio
+    (``audio.AudioCopier``) and the atomic-file policy (``PartFile``), put together.
 
     Video frames keep the source's pts and time base (variable frame rate survives); audio
     packets of ``audio_from`` are copied untouched, interleaved by time, or transcoded where
@@ -179,9 +182,7 @@ class VideoFileSink(Sink):
             raise InputError(
                 f"--codec {codec} is not an encoder this FFmpeg has; try libx264, libx265 or libvpx-vp9"
             ) from None
-        check_output(self.path)  # never renamed over (or grown into) a folder or a device
-        unique = temporary_name(self.path, f"part-{os.getpid()}-{secrets.token_hex(3)}{ext}")  # one per run
-        self.tmp = self.path.with_name(unique) if temporary else self.path
+        self.file = PartFile(self.path, temporary)
         self.frames, self.keyint = 0, keyint
         self.notes: list[str] = []  # what the file does not carry over from the source, said once
         if width % 2 or height % 2:
@@ -192,13 +193,11 @@ class VideoFileSink(Sink):
         self.written: Path | None = None  # where the finished file is, once closed
         self._copying = template is not None
         self._last_seconds = 0.0
-        self._audio_in = None
-        self._audio_pairs: list = []
+        self.audio: AudioCopier | None = None
         self.out = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.tmp.open("wb").close()  # PyAV opens the file only at the first packet: fail here, before any work
-            self.out = av.open(str(self.tmp), "w", options=dict(kind.survive))
+            self.file.create()
+            self.out = av.open(str(self.file.tmp), "w", options=dict(kind.survive))
             if codec not in self.out.supported_codecs:
                 raise InputError(f"{codec} cannot go in {ext}; leave --codec out (it picks {kind.video}) or use .mkv")
             if template is not None:
@@ -207,7 +206,8 @@ class VideoFileSink(Sink):
             else:
                 self.video = add_video_stream(self.out, codec, (width, height), fps, time_base, crf, preset, keyint)
             if audio_from is not None:
-                self._open_audio(Path(audio_from), kind)
+                self.audio = AudioCopier(Path(audio_from), self.out, kind.audio)
+                self.notes += self.audio.notes
         except InputError:
             self._discard()
             raise
@@ -215,60 +215,9 @@ class VideoFileSink(Sink):
             self._discard()
             raise OutputError(f"cannot write {self.path} ({_reason(e)}); choose a folder you can write to") from None
 
-    def _open_audio(self, src: Path, kind: Container) -> None:
-        container = av.open(str(src), metadata_errors="replace")
-        left = [s.type for s in container.streams if s.type not in ("video", "audio")]
-        if left:
-            self.notes.append(f"{src.name}'s {', '.join(sorted(set(left)))} streams are not carried over")
-        if not container.streams.audio:
-            container.close()
-            return
-        self._audio_in = container
-        for s in container.streams.audio:
-            if s.codec_context.name in self.out.supported_codecs:
-                self._audio_pairs.append((s, self.out.add_stream_from_template(s), None))
-            else:
-                out = self.out.add_stream(kind.audio, rate=48000 if kind.audio == "libopus" else (s.rate or 48000))
-                fmt = out.codec_context.codec.audio_formats[0].name
-                self._audio_pairs.append((s, out, av.AudioResampler(format=fmt, layout=s.layout, rate=out.rate)))
-        self._audio_packets = container.demux(*container.streams.audio)
-        self._pending = None
-        self.dropped_audio = 0
-
-    def _mux_audio_until(self, seconds: float | None) -> None:
-        """Copy audio packets up to ``seconds`` (None: all that remain); a damaged one (the
-        torn last packet of a cut file) is left out."""
-        if self._audio_in is None:
-            return
-        streams = {p[0].index: p for p in self._audio_pairs}
-        while True:
-            try:
-                pkt = self._pending or next(self._audio_packets, None)
-            except av.FFmpegError:  # the audio of a damaged file ends here
-                pkt = None
-            self._pending = None
-            if pkt is None:
-                return
-            if pkt.dts is None:
-                continue
-            if seconds is not None and float(pkt.dts * pkt.time_base) > seconds:
-                self._pending = pkt
-                return
-            _, out, resampler = streams[pkt.stream.index]
-            try:
-                frames = pkt.decode()  # checks the packet; the frames are needed to transcode
-            except av.FFmpegError:
-                frames = None
-            if pkt.is_corrupt or frames is None:
-                self.dropped_audio += 1
-                continue
-            if resampler is None:
-                pkt.stream = out
-                self.out.mux(pkt)
-            else:
-                for frame in frames:
-                    for f in resampler.resample(frame):
-                        self.out.mux(out.encode(f))
+    def _mux_audio_until(self, seconds: float) -> None:
+        if self.audio is not None:
+            self.audio.mux_until(seconds)
 
     def send(self, frame: Frame, image: np.ndarray) -> None:
         size = (self.video.width, self.video.height)
@@ -305,30 +254,28 @@ class VideoFileSink(Sink):
         try:
             if not self._copying:
                 self.out.mux(self.video.encode(None))
-            self._mux_audio_until(None if complete else self._last_seconds)
-            for _, out, resampler in self._audio_pairs:
-                if resampler is not None:
-                    self.out.mux(out.encode(None))
+            if self.audio is not None:
+                self.audio.mux_until(None if complete else self._last_seconds)
+                self.audio.flush()
             self.out.close()
-            if self.tmp != self.path:
-                os.replace(self.tmp, self.path)
+            self.file.finish()
         except OSError as e:
             self._discard()
             if self._grows_in_place:
                 raise self._write_error(e) from None
             raise OutputError(f"finishing {self.path} failed ({_reason(e)}); it was removed") from None
         finally:
-            if self._audio_in is not None:
-                self._audio_in.close()
-        if getattr(self, "dropped_audio", 0):
-            self.notes.append(f"{self.dropped_audio} damaged audio packet(s) of the source were left out")
+            if self.audio is not None:
+                self.audio.close()
+        if self.audio is not None and self.audio.dropped:
+            self.notes.append(f"{self.audio.dropped} damaged audio packet(s) of the source were left out")
         self.written = self.path
         return self.path
 
     @property
     def _grows_in_place(self) -> bool:
         """A live recording with frames in it: what it holds plays and is never removed."""
-        return self.tmp == self.path and self.frames > 0
+        return not self.file.temporary and self.frames > 0
 
     def _write_error(self, e: OSError) -> OutputError:
         if self._grows_in_place:
@@ -347,10 +294,35 @@ class VideoFileSink(Sink):
         with contextlib.suppress(Exception):  # closing a container whose disk is full can fail too
             if self.out is not None:
                 self.out.close()
-        if self._audio_in is not None:
-            self._audio_in.close()
-        if self._grows_in_place:  # its fragments so far play: work done is never removed
-            return
+        if self.audio is not None:
+            self.audio.close()
+        if not self._grows_in_place:  # a recording's fragments so far play: work done is never removed
+            self.file.discard()
+
+
+class PartFile:
+    """The atomic-file policy: a file made from files is written under a hidden name unique
+    to this run and renamed into place when finished, so ``path`` is never half written; a
+    live recording (``temporary`` False) grows at ``path`` itself. Never a device, a pipe or
+    a folder (``outputs.check_output``)."""
+
+    def __init__(self, path: Path, temporary: bool = True):
+        check_output(path)  # never renamed over (or grown into) a folder or a device
+        self.path, self.temporary = path, temporary
+        unique = temporary_name(path, f"part-{os.getpid()}-{secrets.token_hex(3)}{path.suffix.lower()}")
+        self.tmp = path.with_name(unique) if temporary else path
+
+    def create(self) -> None:
+        """The (empty) file, made now: a folder that cannot be written fails before any work
+        (PyAV opens the file only at the first packet)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp.open("wb").close()
+
+    def finish(self) -> None:
+        if self.temporary:
+            os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
         with contextlib.suppress(OSError):  # never there, or on a file system that went read-only
             self.tmp.unlink()
 
