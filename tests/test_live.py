@@ -345,11 +345,15 @@ def test_a_face_missing_from_the_keyframe_gets_no_head():
     from realtime.records import Analysis, Frame
     from realtime.stream.live import LiveScheduler, Reference
 
-    class Stub:
+    class Stub:  # the frame path only: heads carried, no background graph in this look
         frames = CpuFrames()
+        options = Options(background="photo")
 
         def stage(self, name):
             return nullcontext()
+
+        def for_look(self, look):
+            return self
 
     def face(x: float, track: int) -> Face:
         ring = np.array([[x + 40 * np.cos(a), 200 + 50 * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 36)])
@@ -488,11 +492,15 @@ def test_live_heads_ease_to_a_new_keyframe():
     from realtime.records import Analysis, Frame
     from realtime.stream.live import LiveScheduler, Reference
 
-    class Stub:
+    class Stub:  # the frame path only: heads carried, no background graph in this look
         frames = CpuFrames()
+        options = Options(background="photo")
 
         def stage(self, name):
             return nullcontext()
+
+        def for_look(self, look):
+            return self
 
     ring = np.array([[200 + 40 * np.cos(a), 200 + 50 * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 36)])
     pts = np.array([[185, 190], [215, 190], [200, 205], [188, 225], [212, 225]])
