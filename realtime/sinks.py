@@ -70,11 +70,15 @@ class Sink:
 class Container:
     """What an output extension gets: its default video and audio encoders, and the muxer
     options that make a file written so far playable if the process dies (fragments of at
-    most half a second: a killed recording loses about its last second)."""
+    most half a second: a killed recording loses about its last second). ``join``: a
+    finished file is copied out of its fragments into a plain one, because readers ignore
+    a fragmented MP4's edit lists: the encoder priming at the start of AAC (a discarded
+    first packet) would play, the audio starting 23 ms early."""
 
     video: str
     audio: str
     survive: dict
+    join: bool = False
 
 
 # delay_moov: the header waits for the first fragment, so it can carry the edit list that
@@ -86,8 +90,8 @@ _FRAGMENTED_MP4 = {
 }
 _CLUSTERS = {"cluster_time_limit": "500", "flush_packets": "1"}
 CONTAINERS = {
-    ".mp4": Container("libx264", "aac", _FRAGMENTED_MP4),
-    ".mov": Container("libx264", "aac", _FRAGMENTED_MP4),
+    ".mp4": Container("libx264", "aac", _FRAGMENTED_MP4, join=True),
+    ".mov": Container("libx264", "aac", _FRAGMENTED_MP4, join=True),
     ".mkv": Container("libx264", "aac", _CLUSTERS),
     ".webm": Container("libvpx-vp9", "libopus", _CLUSTERS),
 }
@@ -182,7 +186,7 @@ class VideoFileSink(Sink):
             raise InputError(
                 f"--codec {codec} is not an encoder this FFmpeg has; try libx264, libx265 or libvpx-vp9"
             ) from None
-        self.file = PartFile(self.path, temporary)
+        self.file = PartFile(self.path, temporary, kind.join)
         self.frames, self.keyint = 0, keyint
         self.notes: list[str] = []  # what the file does not carry over from the source, said once
         if width % 2 or height % 2:
@@ -258,7 +262,7 @@ class VideoFileSink(Sink):
                 self.audio.mux_until(None if complete else self._last_seconds)
                 self.audio.flush()
             self.out.close()
-            self.file.finish()
+            self.notes += self.file.finish()
         except OSError as e:
             self._discard()
             if self._grows_in_place:
@@ -304,13 +308,14 @@ class PartFile:
     """The atomic-file policy: a file made from files is written under a hidden name unique
     to this run and renamed into place when finished, so ``path`` is never half written; a
     live recording (``temporary`` False) grows at ``path`` itself. Never a device, a pipe or
-    a folder (``outputs.check_output``)."""
+    a folder (``outputs.check_output``). ``join``: the finished file is the part's packets
+    copied into a plain file (``join_fragments``); the part alone if that fails."""
 
-    def __init__(self, path: Path, temporary: bool = True):
+    def __init__(self, path: Path, temporary: bool = True, join: bool = False):
         check_output(path)  # never renamed over (or grown into) a folder or a device
-        self.path, self.temporary = path, temporary
-        unique = temporary_name(path, f"part-{os.getpid()}-{secrets.token_hex(3)}{path.suffix.lower()}")
-        self.tmp = path.with_name(unique) if temporary else path
+        self.path, self.temporary, self.join = path, temporary, join
+        self._tag = f"{os.getpid()}-{secrets.token_hex(3)}{path.suffix.lower()}"
+        self.tmp = path.with_name(temporary_name(path, f"part-{self._tag}")) if temporary else path
 
     def create(self) -> None:
         """The (empty) file, made now: a folder that cannot be written fails before any work
@@ -318,13 +323,41 @@ class PartFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp.open("wb").close()
 
-    def finish(self) -> None:
-        if self.temporary:
-            os.replace(self.tmp, self.path)
+    def finish(self) -> list[str]:
+        """The file into place; what it says when the plain copy could not be made."""
+        if not self.temporary:
+            return []
+        if self.join:
+            joined = self.path.with_name(temporary_name(self.path, f"join-{self._tag}"))
+            try:
+                join_fragments(self.tmp, joined)
+                os.replace(joined, self.path)
+                self.discard()
+                return []
+            except (OSError, av.FFmpegError) as e:  # a full disk: the part, complete, is the file
+                with contextlib.suppress(OSError):
+                    joined.unlink()
+                os.replace(self.tmp, self.path)
+                return [f"{self.path.name} stays in fragments ({_reason(e)}); its audio may start a few ms early"]
+        os.replace(self.tmp, self.path)
+        return []
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):  # never there, or on a file system that went read-only
             self.tmp.unlink()
+
+
+def join_fragments(src: Path, dst: Path) -> None:
+    """Every packet of the fragmented file ``src`` copied, untouched, into a plain file
+    ``dst`` with its index first (it plays while it downloads). Its muxer writes the edit
+    lists the fragments' readers ignore, from the packets' own timestamps."""
+    with av.open(str(src)) as fragments, av.open(str(dst), "w", options={"movflags": "+faststart"}) as plain:
+        kept = [s for s in fragments.streams if s.type in ("video", "audio")]
+        streams = {s.index: plain.add_stream_from_template(s) for s in kept}
+        for packet in fragments.demux(*fragments.streams):
+            if packet.dts is not None and packet.stream.index in streams:
+                packet.stream = streams[packet.stream.index]
+                plain.mux(packet)
 
 
 def _reason(e: OSError) -> str:

@@ -3,6 +3,7 @@ odd inputs, interruption, and smoothing that removes flicker without ghosting.""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -41,6 +42,35 @@ def test_audio_kept_and_every_frame_in_time(assets, tiny_models, tmp_path):
         pb = [bytes(p) for p in b.demux(sb) if p.size]
         assert pa == pb  # copied untouched
     assert not list(tmp_path.glob(".*part*"))
+
+
+def first_audio_packets(path) -> list[str]:
+    """FFmpeg's view of the first two audio packets: pts, flags (D: discard) and skip samples."""
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "a", "-show_packets", "-read_intervals", "%+#2"]
+    cmd += ["-show_entries", "packet=pts,flags:packet_side_data=skip_samples", "-of", "compact", str(path)]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+
+
+def ffmpeg_frame_count(path) -> int:
+    """Video frames FFmpeg's command line decodes and writes (its timing honours the audio's start)."""
+    run = subprocess.run(["ffmpeg", "-nostats", "-i", str(path), "-f", "null", "-"], capture_output=True, text=True)
+    return int(re.findall(r"frame=\s*(\d+)", run.stderr)[-1])
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mov", ".mkv"])
+def test_copied_audio_keeps_its_priming_as_ffmpeg_copies_it(assets, tiny_models, tmp_path, ext):
+    """AAC starts with encoder priming: the first packet is flagged discard and skips its
+    samples. Copied as ``ffmpeg -c copy`` copies it, the audio starts at 0 and FFmpeg decodes
+    the source's 126 frames (fragmented MP4 lost the marking: audio at -23 ms, 127 frames)."""
+    src = asset(assets, "media/classroom_720p25_aac.mp4")
+    out, ref = tmp_path / f"out{ext}", tmp_path / f"ref{ext}"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), "-c", "copy", str(ref)], check=True)
+    assert video_main([str(src), str(out), *_args(assets, tiny_models, "--work-size", "144")]) == 0
+    assert first_audio_packets(out) == first_audio_packets(ref)
+    with av.open(str(out)) as b, av.open(str(ref)) as r:
+        sb, sr = b.streams.audio[0], r.streams.audio[0]
+        assert sb.start_time * sb.time_base == sr.start_time * sr.time_base
+    assert ffmpeg_frame_count(out) == ffmpeg_frame_count(src) == 126
 
 
 @pytest.mark.parametrize(
