@@ -402,6 +402,32 @@ def test_a_killed_recording_keeps_all_but_its_last_second(assets, args, clip, tm
     assert frames and frames[0] == 0 and frames[-1] > ran - 1.6
 
 
+@pytest.mark.parametrize("ext", [".mp4", ".mkv", ".webm"])
+def test_a_slow_recording_is_on_disk_but_its_last_second(tmp_path, ext):
+    """A loaded machine records a few frames a second: what the encoder holds back (x264's
+    lookahead, B-frames and frame threads: about 15 frames, 3 s at 5 fps) is lost to a SIGKILL.
+    A live recording encodes with no frame delay, so the file on disk, read while it is still
+    being written, reaches within a second of the last frame sent."""
+    from realtime.records import Frame
+    from realtime.sinks import VideoFileSink
+
+    rec = tmp_path / f"rec{ext}"
+    tb = Fraction(1, 5)
+    sink = VideoFileSink(rec, 320, 240, 5, tb, None, preset="veryfast", temporary=False)
+    ramp = np.linspace(0, 255, 320, dtype=np.uint8)[None, :, None]
+    for i in range(40):
+        image = np.ascontiguousarray(np.broadcast_to(np.roll(ramp, 8 * i, 1), (240, 320, 3)))
+        sink.send(Frame(image, i, tb, i, time.monotonic()), image)
+    frames = []
+    try:
+        with av.open(str(rec)) as c:
+            frames = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    except av.FFmpegError:
+        pass  # a cluster or fragment still being written
+    sink.close(complete=True)
+    assert frames and frames[0] == 0 and frames[-1] >= 39 / 5 - 1.0
+
+
 def test_a_device_recording_starts_at_zero(args, tmp_path):
     rec = tmp_path / "rec.mp4"
     device = "lavfi:testsrc2=size=320x240:rate=25,realtime"
