@@ -45,7 +45,9 @@ def export_onnx(graph: Path, root: str | Path | None = None, fp16: bool = False)
 
     def fill(tmp: Path) -> None:
         onnx.save(dctnet_onnx(load_graph_weights(graph), ONNX_OPSET, fp16), str(tmp / "model.onnx"))
-        (tmp / "key.json").write_text(json.dumps(key, indent=1))
+        # The marker names its artifact, as every cache folder's does: a process that waited on
+        # the lock takes the folder as complete (``cached_artifact``) instead of removing it.
+        (tmp / "key.json").write_text(json.dumps({**key, "artifact": "model.onnx"}, indent=1))
 
     if not (final / "key.json").exists():
         atomic_dir(final, fill, marker="key.json")

@@ -174,6 +174,24 @@ def test_a_damaged_export_is_made_again_for_a_new_engine(assets, tmp_path):
     assert (got == want).all() and any("exporting it again" in m for m in log)
 
 
+def test_an_export_finished_while_another_process_waited_is_taken_as_it_is(assets, tmp_path):
+    """Two commands on an empty cache: the second waits on the build lock, then must find the
+    first's export complete. It deleted it (the export's marker named no artifact) and exported
+    again, pulling the file from under an engine being built from it."""
+    from realtime.cache import atomic_dir
+    from realtime.exports import export_onnx
+
+    graph = asset(assets, "fixtures/dctnet_tiny.pb")
+    model = export_onnx(graph, tmp_path)
+    made = model.stat().st_mtime_ns
+
+    def again(tmp):
+        raise AssertionError("exported a second time")
+
+    assert atomic_dir(onnx_dir(graph, tmp_path), again) == model.parent  # what a waiter does once it has the lock
+    assert model.stat().st_mtime_ns == made
+
+
 def test_a_killed_build_leaves_nothing_for_good(assets, tmp_path):
     """A build killed half-way leaves its temporary folder; the next build sweeps it (its
     process is gone), and a live build's folder is left alone."""
