@@ -130,8 +130,16 @@ class FaceFinder:
         self._last_ts = -1
         self._calls = 0
         self._detections: list = []
-        with _native_stderr_silenced():
-            self._create(vision, BaseOptions, bundle, detector_bytes, mode, max_faces, min_confidence)
+        try:
+            with _native_stderr_silenced():
+                self._create(vision, BaseOptions, bundle, detector_bytes, mode, max_faces, min_confidence)
+        except (ValueError, RuntimeError) as e:  # the members are there but hold no model MediaPipe reads
+            if (made := getattr(self, "_landmarker", None)) is not None:
+                made.close()
+            raise ModelError(
+                f"{model} is not a MediaPipe face_landmarker.task bundle ({str(e).strip()[:120]}); "
+                "download it again or pass --face-model"
+            ) from None
 
     def _create(self, vision, BaseOptions, bundle, detector_bytes, mode, max_faces, min_confidence) -> None:
         self._landmarker = vision.FaceLandmarker.create_from_options(

@@ -446,6 +446,22 @@ def test_a_truncated_clip_played_live_warns(assets, args, tmp_path):
 # ---- messages
 
 
+def test_a_face_model_bundle_holding_no_model_is_one_line(tmp_path):
+    """A .task zip with the right member names but no model in them: MediaPipe's own
+    ValueError ("not a valid Flatbuffer buffer") became a traceback."""
+    import zipfile
+
+    from realtime.errors import ModelError
+    from realtime.faces import FaceFinder
+
+    bad = tmp_path / "face_landmarker.task"
+    with zipfile.ZipFile(bad, "w") as z:
+        for name in ("face_detector.tflite", "face_landmarks_detector.tflite", "face_blendshapes.tflite"):
+            z.writestr(name, b"not a model" * 100)
+    with pytest.raises(ModelError, match=r"face_landmarker\.task is not a MediaPipe .*--face-model"):
+        FaceFinder(bad)
+
+
 def test_messages_name_the_real_problem(assets, args, clip, tmp_path, monkeypatch):
     one_line(run("video", clip, tmp_path / "o.mp4", *args, "--style", "foo"), "--style 'foo' is not one of")
     proc = run("video", clip, tmp_path / "o.mp4", *[a for a in args if a != "--quiet"], "--style", "3d")
