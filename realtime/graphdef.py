@@ -115,13 +115,17 @@ def parse_graph(data: bytes):
     return graph
 
 
-def tensor_to_array(t) -> np.ndarray:
-    """Decode a TensorProto (packed ``tensor_content`` or typed repeated values)."""
+def tensor_to_array(t, max_values: int | None = None) -> np.ndarray:
+    """Decode a TensorProto (packed ``tensor_content`` or typed repeated values).
+    ``max_values``: the most a tensor may declare (a single value splatted over a shape
+    allocates it all: a hostile file can declare terabytes in a few bytes)."""
     if t.dtype not in _DTYPES:
         raise ValueError(f"unsupported tensor dtype {t.dtype}")
     dtype = np.dtype(_DTYPES[t.dtype])
     shape = tuple(d.size for d in t.tensor_shape.dim)
-    count = int(np.prod(shape)) if shape else 1
+    count = int(np.prod(shape, dtype=object)) if shape else 1
+    if count < 0 or (max_values is not None and count > max_values):
+        raise ValueError(f"a constant of shape {shape} declares {count} values, more than the file could hold")
     if t.tensor_content:
         arr = np.frombuffer(t.tensor_content, dtype=dtype.newbyteorder("<"))
         if arr.size != count:

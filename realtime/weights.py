@@ -71,7 +71,8 @@ def load_graph_weights(path: str | Path) -> GraphWeights:
         for node in graph.node:
             m = _WEIGHT.search(node.name)
             if m and node.op == "Const":
-                found[f"{m[1]}/{m[2]}"] = tensor_to_array(node.attr["value"].tensor).astype(np.float32)
+                tensor = tensor_to_array(node.attr["value"].tensor, max_values=len(data))
+                found[f"{m[1]}/{m[2]}"] = tensor.astype(np.float32)
         names = {n.name for n in graph.node}
     except ValueError as e:
         raise ModelError(f"{path} is corrupt or truncated ({e}); expected {expected}") from None

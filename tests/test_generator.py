@@ -64,6 +64,23 @@ def test_graph_that_is_not_dctnet(assets, tmp_path):
         load_graph_weights(bad)
 
 
+def test_a_graph_declaring_a_huge_constant_is_refused_before_allocating(assets, tmp_path):
+    """One splatted value over a 108 TiB shape: NumPy's MemoryError was a traceback. A
+    constant is refused when it would hold more values than the file has bytes."""
+    graph = parse_graph(asset(assets, "fixtures/dctnet_tiny.pb").read_bytes())
+    (node,) = [n for n in graph.node if n.name.endswith("generator/Conv_9/biases")]
+    t = node.attr["value"].tensor
+    t.ClearField("tensor_content")
+    t.ClearField("tensor_shape")
+    for size in (2**15, 2**15, 2**15):
+        t.tensor_shape.dim.add(size=size)
+    t.float_val[:] = [0.5]
+    bad = tmp_path / "huge.pb"
+    bad.write_bytes(graph.SerializeToString())
+    with pytest.raises(ModelError, match=r"huge\.pb is corrupt or truncated \(.*35184372088832 values"):
+        load_graph_weights(bad)
+
+
 def test_tensor_decoding_forms():
     """TensorProto values come packed, as typed lists, as one splatted value, or as halves."""
     graph = parse_graph(b"")
