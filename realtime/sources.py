@@ -20,7 +20,7 @@ import av
 import cv2
 import numpy as np
 
-from .errors import InputError
+from .errors import CartoonError, InputError
 from .records import Frame
 from .transport import END, Slot
 
@@ -278,7 +278,7 @@ class LiveSource:
     def _run(self) -> None:
         try:
             self._read()
-        except av.FFmpegError as e:
+        except (av.FFmpegError, CartoonError) as e:  # CartoonError: a looping file gone when opened again
             self.error = f"{self.device} stopped: {e}"
         finally:
             self._slot.close()

@@ -470,6 +470,22 @@ def test_a_camera_that_stops_is_reported(assets, tiny_models, tmp_path):
     assert ts == sorted(set(ts))
 
 
+def test_a_looping_file_deleted_while_it_plays_says_why_it_stopped(assets, tmp_path):
+    """--loop reopens the file at each end: deleted meanwhile, the reader thread died with a
+    traceback fragment and the run ended as if complete (exit 0 after 25 of 100 frames)."""
+    clip = write_video(tmp_path / "clip.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 5, (64, 36)))
+    source = PlaybackSource(clip, loop=True)
+    got = []
+    with source:
+        source.start()
+        for frame in source:
+            got.append(frame.index)
+            if len(got) == 1:
+                clip.unlink()
+    assert 5 <= len(got) < 10  # the first pass, from the file already open
+    assert source.error is not None and "clip.mp4" in source.error and "does not exist" in source.error
+
+
 def test_a_recording_with_no_frame_is_not_left_behind(tmp_path):
     """A camera that ends before its first frame goes out leaves no empty file posing as a recording."""
     from fractions import Fraction
