@@ -71,6 +71,10 @@ class FileSource:
         except av.FFmpegError as e:
             raise InputError(f"{self.path} cannot be opened as media ({e})") from None
         self._closed = False
+        streams = self.container.streams
+        if not (streams.video or streams.audio):  # a header cut short: a moov ends in its first track
+            self.close()
+            raise InputError(f"{self.path} is damaged or cut short (no video or audio in it); give a whole video file")
         video = [s for s in self.container.streams.video if not is_picture(s)]
         if not video:
             kind = "only a cover picture, no video" if self.container.streams.video else "no video stream"

@@ -190,6 +190,23 @@ def test_damaged_file_gives_frames_up_to_the_damage(assets, tiny_models, tmp_pat
     assert f"{n} of its 40 frames" in capsys.readouterr().err
 
 
+def test_a_header_cut_short_is_said_to_be_damaged(assets, tmp_path):
+    """A faststart MP4 cut inside its moov, in its first track: FFmpeg opens it with one empty
+    data stream, which read as "has no video stream" (as if it were an audio file)."""
+    from realtime.errors import InputError
+
+    whole = tmp_path / "whole.mp4"
+    source = asset(assets, "media/classroom_720p25_aac.mp4")
+    ffmpeg = ["ffmpeg", "-loglevel", "error", "-i", source, "-c", "copy", "-movflags", "+faststart", str(whole)]
+    subprocess.run(ffmpeg, check=True)
+    data = whole.read_bytes()
+    moov = data.find(b"moov") - 4
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: moov + int.from_bytes(data[moov : moov + 4], "big") // 25])
+    with pytest.raises(InputError, match=r"cut\.mp4 is damaged or cut short \(no video or audio in it\)"):
+        FileSource(cut)
+
+
 def test_no_video_stream_and_no_faces(assets, tiny_models, tmp_path):
     audio = write_audio_only(tmp_path / "talk.m4a")
     out = tmp_path / "out.mp4"
