@@ -51,6 +51,9 @@ def check_regular(path: Path, what: str) -> None:
         raise InputError(f"{path} is not a regular file (a pipe or a device); give a {what} file")
 
 
+_HDR_CURVES = {16: "PQ", 18: "HLG"}  # FFmpeg's AVColorTransferCharacteristic: SMPTE 2084, ARIB STD-B67
+
+
 class FileSource:
     """Every frame of a media file, in order, none dropped; a damaged tail ends the stream
     and sets ``warning`` instead of raising. Iterate it once."""
@@ -90,6 +93,11 @@ class FileSource:
         self.frame_count = self.stream.frames or None
         self.warning: str | None = None
         self.notes: list[str] = []  # what was repaired on the way (said, not fatal)
+        if (curve := _HDR_CURVES.get(self.stream.codec_context.color_trc)) is not None:
+            self.notes.append(
+                f"{self.path.name} is HDR ({curve}): it is read as 8-bit SDR without tone mapping, so its "
+                "colours come out flat; convert it to SDR first (ffmpeg's zscale and tonemap filters)"
+            )
         self._said_resize = False
         self._decoded = self._decode()
         self._first: Frame | None = None

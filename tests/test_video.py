@@ -207,6 +207,23 @@ def test_a_header_cut_short_is_said_to_be_damaged(assets, tmp_path):
         FileSource(cut)
 
 
+def test_hdr_video_is_said_to_lose_its_range(tmp_path):
+    """A 10-bit BT.2020 PQ clip is read as 8-bit SDR with no tone mapping: said, not silent."""
+    hdr = tmp_path / "hdr.mp4"
+    tags = ["-color_trc", "smpte2084", "-color_primaries", "bt2020", "-colorspace", "bt2020nc"]
+    ffmpeg = ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=s=64x64:r=25", "-t", "0.2"]
+    subprocess.run([*ffmpeg, "-c:v", "libx264", "-pix_fmt", "yuv420p10le", *tags, str(hdr)], check=True)
+    with FileSource(hdr) as source:
+        assert source.notes == [
+            "hdr.mp4 is HDR (PQ): it is read as 8-bit SDR without tone mapping, so its colours come "
+            "out flat; convert it to SDR first (ffmpeg's zscale and tonemap filters)"
+        ]
+    sdr = tmp_path / "sdr.mp4"
+    subprocess.run([*ffmpeg, "-c:v", "libx264", "-pix_fmt", "yuv420p10le", str(sdr)], check=True)
+    with FileSource(sdr) as source:
+        assert source.notes == []
+
+
 def test_no_video_stream_and_no_faces(assets, tiny_models, tmp_path):
     audio = write_audio_only(tmp_path / "talk.m4a")
     out = tmp_path / "out.mp4"
