@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -32,6 +33,16 @@ class Picture:
     note: str | None = None  # something the user should know (only the first frame was used)
 
 
+@contextlib.contextmanager
+def opened(path: str | Path):
+    """``Image.open`` with Pillow's warnings kept quiet for as long as the image is read:
+    damaged EXIF warns with Pillow's install path, and sizes are our own check."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Image.open(path) as im:
+            yield im
+
+
 def read_image(path: str | Path, max_pixels: int | None = None) -> Picture:
     """The image at ``path``, upright; refused before decoding if it has more than
     ``max_pixels`` pixels. Only the first frame of an animation or page of a TIFF is used
@@ -42,7 +53,7 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> Picture:
         kind = "a folder" if path.is_dir() else "not a regular file (a pipe or a device)"
         raise InputError(f"{path} is {kind}; give an image file")
     try:
-        with Image.open(path) as im:
+        with opened(path) as im:
             w, h = im.size
             if max_pixels and w * h > max_pixels:
                 raise InputError(
@@ -52,9 +63,7 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> Picture:
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 note = f"{path.name} has {frames} frames or pages; only the first is used"
-            with warnings.catch_warnings():  # damaged EXIF: Pillow warns, with its install path
-                warnings.simplefilter("ignore")
-                im = ImageOps.exif_transpose(im)
+            im = ImageOps.exif_transpose(im)
             if im.mode.startswith(("I", "F")):  # 16/32-bit integers or floats: Pillow's convert would clip them
                 im, deep = _to_8_bits(im)
                 note = f"{path.name} is {deep}; scaled to 8 bits" + (f" ({note})" if note else "")

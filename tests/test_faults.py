@@ -564,6 +564,31 @@ def test_a_png_whose_metadata_inflates_too_far_is_one_line(args, tmp_path):
     assert "unexpected" not in proc.stderr and "without its metadata" in proc.stderr
 
 
+def test_damaged_exif_prints_no_library_warning(tmp_path):
+    """A JPEG whose EXIF block is cut short: Pillow's "Truncated File Read" UserWarning, with
+    its install path, was printed as it opened the file (the CLI and the web's check alike)."""
+    import io
+    import warnings
+
+    from realtime.imageio import read_image
+    from realtime.web.uploads import Limits, sniff_image
+
+    exif = Image.Exif()
+    exif[0x010E], exif[0x0112] = "x" * 400, 1
+    buf = io.BytesIO()
+    Image.fromarray(np.full((32, 32, 3), 100, np.uint8)).save(buf, "JPEG", exif=exif.tobytes())
+    data = buf.getvalue()
+    at = data.find(b"\xff\xe1")  # APP1, the EXIF segment: keep its first 100 bytes
+    end = at + 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(data[:at] + b"\xff\xe1" + (102).to_bytes(2, "big") + data[at + 4 : at + 104] + data[end:])
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert read_image(bad).bgr.shape == (32, 32, 3)
+        assert sniff_image(bad, "bad.jpg", Limits()) == "jpg"
+    assert [str(w.message) for w in said] == []
+
+
 @pytest.mark.parametrize("size", [(2, 2), (10, 10), (320, 8)])
 def test_videos_too_small_to_stylize_are_one_line_and_leave_nothing(args, tmp_path, size):
     w, h = size

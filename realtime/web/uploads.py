@@ -12,9 +12,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from ..errors import InputError
+from ..imageio import opened
 
 IMAGE_TYPES = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 CHUNK = 1 << 20
@@ -90,7 +91,7 @@ def check_size(path: Path, limit: int, flag: str) -> None:
 def sniff_image(path: Path, shown: str, limits: Limits) -> str:
     """The upload's image type (png, jpg, webp) from its bytes, or a one-line refusal."""
     try:
-        with Image.open(path) as im:
+        with opened(path) as im:
             kind, (w, h) = im.format, im.size
     except (UnidentifiedImageError, OSError):
         raise InputError(f"{shown} is not a PNG, JPEG or WebP image") from None
