@@ -267,8 +267,9 @@ class VideoFileSink(Sink):
         """Flush, finish the file and move it into place (also after an interruption:
         ``complete=False``, the file then holds the frames so far, audio up to the last of
         them, and plays). With no frame written there is nothing to play: the file is removed
-        and None returned (``written`` keeps the answer). If finishing fails (a full disk),
-        the file is removed and the error raised."""
+        and None returned (``written`` keeps the answer). If finishing fails (a full disk, an
+        encoder that refuses its flush), the error is raised and the frames so far stay in
+        the hidden part, whose fragments play: ``path`` itself is never half written."""
         if self.frames == 0:
             self._discard()
             return None
@@ -281,9 +282,16 @@ class VideoFileSink(Sink):
             self.out.close()
             self.notes += self.file.finish()
         except OSError as e:
-            self._discard()
             if self._grows_in_place:
+                self._discard()
                 raise self._write_error(e) from None
+            with contextlib.suppress(Exception):
+                self.out.close()
+            if self.file.tmp.exists() and self.file.tmp.stat().st_size:
+                raise OutputError(
+                    f"finishing {self.path} failed ({_reason(e)}); the frames so far are kept in {self.file.tmp}"
+                ) from None
+            self._discard()
             raise OutputError(f"finishing {self.path} failed ({_reason(e)}); it was removed") from None
         finally:
             if self.audio is not None:

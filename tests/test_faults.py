@@ -265,11 +265,48 @@ def test_preview_without_a_display_leaves_the_others_running(clip, args, tmp_pat
 # ---- full disks, read-only folders
 
 
-def test_a_full_disk_is_one_line_and_leaves_nothing(assets, args, full_disk):
+def test_a_full_disk_is_one_line_and_leaves_no_half_written_output(assets, args, full_disk):
+    """The output's own name is never half written; whatever is left (the frames so far, when
+    the disk fills as the file is finished) is named by the line."""
     big = write_video(full_disk.parent / "big.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 60))
     out = full_disk / "out.mp4"
     line = one_line(run("video", big, out, *args, "--crf", "0"), str(out), "No space left on device")
-    assert "Traceback" not in line and list(full_disk.iterdir()) == []
+    assert not out.exists() and all(str(p) in line for p in full_disk.iterdir())
+
+
+def test_a_failure_at_finishing_keeps_the_frames_so_far(tmp_path):
+    """The encoder refusing its flush (an hour's timestamp jump once did: "Operation not
+    permitted") removed a whole run's work. The frames so far stay in the hidden part, named
+    by the error; the output's own name is never half written."""
+    from realtime.errors import OutputError
+    from realtime.records import Frame
+    from realtime.sinks import VideoFileSink
+
+    class Refuses:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def __getattr__(self, name):
+            return getattr(self.stream, name)
+
+        def encode(self, frame):
+            if frame is None:
+                raise av.error.PermissionError(1, "Operation not permitted")
+            return self.stream.encode(frame)
+
+    out, tb = tmp_path / "out.mp4", Fraction(1, 25)
+    sink = VideoFileSink(out, 64, 48, 25, tb, None, preset="ultrafast")
+    sink.video = Refuses(sink.video)
+    for i in range(100):
+        image = np.full((48, 64, 3), i * 2, np.uint8)
+        sink.send(Frame(image, i, tb, i, time.monotonic()), image)
+    with pytest.raises(OutputError, match=r"Operation not permitted\); the frames so far are kept in (.*)") as e:
+        sink.close(complete=True)
+    part = Path(str(e.value).rsplit(" kept in ", 1)[1])
+    assert not out.exists() and part.parent == tmp_path and part.name.startswith(".out.mp4.part")
+    with contextlib.suppress(av.FFmpegError), av.open(str(part)) as c:  # its last fragment may be torn
+        frames = sum(1 for _ in c.decode(video=0))
+    assert frames >= 75
 
 
 def test_a_recording_that_fills_the_disk_keeps_what_it_wrote(args, clip, full_disk):
