@@ -466,6 +466,11 @@ def test_video_job_in_the_browser(server, browser, short_clip):
     out = short_clip.with_name("from-browser.mp4")
     out.write_bytes(fetched(page, src))
     assert timestamps(out) == timestamps(short_clip)
+    page.locator("#video-go").click()  # again, and cancelled half-way by its button
+    page.wait_for_selector("text=/frame [1-9]\\d*, about/", timeout=60_000)
+    page.locator("#video-cancel").click()
+    page.wait_for_selector("text=the video job was cancelled", timeout=30_000)
+    assert page.inner_text("#video-said").split()[-1] == "cancelled"
     page.close()
 
 

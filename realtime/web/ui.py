@@ -3,10 +3,12 @@ HTTP API uses. Errors show as one line (``gr.Error``), never a trace."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +18,43 @@ from ..compose import BACKGROUNDS
 from ..errors import CartoonError
 from .studio import SIZES, Look, Studio
 from .uploads import check_size
+
+
+class JobsBySession:
+    """Which video job each page (Gradio session) is waiting on, so its Cancel button can
+    stop that one; one lock around a dict no other code sees."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._jobs: dict[str, str] = {}
+
+    def get(self, session: str) -> str | None:
+        with self._lock:
+            return self._jobs.get(session)
+
+    @contextlib.contextmanager
+    def holding(self, session: str, job: str):
+        with self._lock:
+            self._jobs[session] = job
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._jobs.pop(session, None)
+
+
+def _followed(studio: Studio, job: str, progress):
+    """The job's progress shown until it ends; its last state."""
+    while True:
+        st = studio.jobs.state(job)
+        if st is None or st.state in ("done", "failed", "cancelled"):
+            return st
+        if st.state == "queued":
+            progress(0, desc=f"queued: {st.position} job(s) ahead")
+        elif st.state == "running":
+            eta = f", about {st.eta_seconds:.0f} s left" if st.eta_seconds is not None else ""
+            progress((st.frames_done, max(st.frames_total, 1)), desc=f"frame {st.frames_done}{eta}", unit="frames")
+        time.sleep(0.5)
 
 
 def _said(fn):
@@ -97,8 +136,10 @@ def build(studio: Studio) -> gr.Blocks:
         ok = sum(r["status"] == "ok" for r in report)
         return str(zip_path), rows, f"{ok} of {len(report)} done"
 
+    running = JobsBySession()
+
     @_said
-    def video(path, style, strength, background, progress=gr.Progress()):  # noqa: B008 - Gradio's way
+    def video(path, style, strength, background, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         if not path:
             raise gr.Error("upload a video first")
         check_size(Path(path), studio.limits.video_bytes, "--max-video-mb")
@@ -110,21 +151,22 @@ def build(studio: Studio) -> gr.Blocks:
         except BaseException:
             copy.unlink(missing_ok=True)
             raise
-        while True:
-            st = studio.jobs.state(job)
-            if st is None or st.state in ("done", "failed"):
-                break
-            if st.state == "queued":
-                progress(0, desc=f"queued: {st.position} job(s) ahead")
-            else:
-                eta = f", about {st.eta_seconds:.0f} s left" if st.eta_seconds is not None else ""
-                progress((st.frames_done, max(st.frames_total, 1)), desc=f"frame {st.frames_done}{eta}", unit="frames")
-            time.sleep(0.5)
+        with running.holding(request.session_hash, job):
+            st = _followed(studio, job, progress)
+        if st is not None and st.state == "cancelled":
+            raise gr.Error("the video job was cancelled")
         if st is None or st.state == "failed":
             raise gr.Error(st.error if st else "the job was removed")
         result, _ = studio.jobs.result(job)
         notes = "  \n".join(st.notes)
         return str(result), str(result), f"{st.frames_total} frames" + (f"  \n{notes}" if notes else "")
+
+    def cancel_video(request: gr.Request):
+        job = running.get(request.session_hash)
+        if job is None:
+            return "no video job of this page is running"
+        st = studio.jobs.cancel(job)
+        return "cancelled" if st is not None and st.state in ("cancelled", "cancelling") else "nothing to cancel"
 
     @_said
     def set_live(style, strength, background, overlay_heads_only):
@@ -156,10 +198,13 @@ def build(studio: Studio) -> gr.Blocks:
                 v_in = gr.File(label="Clip (MP4, MOV, MKV, WebM...)", elem_id="video-in")
                 v_out = gr.Video(label="Cartoon", interactive=False, elem_id="video-out")
             v_look = look_controls(with_size=False)
-            v_go = gr.Button("Cartoonize video", variant="primary", elem_id="video-go")
+            with gr.Row():
+                v_go = gr.Button("Cartoonize video", variant="primary", elem_id="video-go")
+                v_stop = gr.Button("Cancel", elem_id="video-cancel")
             v_said = gr.Markdown(elem_id="video-said")
             v_file = gr.File(label="Download", interactive=False, elem_id="video-file")
             v_go.click(video, [v_in, *v_look[:3]], [v_out, v_file, v_said])
+            v_stop.click(cancel_video, None, v_said)
         with gr.Tab("Live"):
             gr.Markdown("Your camera, streamed to this server and back as a cartoon.")
             gr.HTML(
