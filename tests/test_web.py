@@ -259,6 +259,22 @@ def test_a_video_without_a_frame_rate_is_counted_by_its_duration(tmp_path):
     assert abs(seconds - 0.6) < 0.01 and 570 <= frames <= 630, (frames, seconds)
 
 
+def test_a_job_whose_count_is_short_never_reads_done_early(assets, tiny_models, tmp_path):
+    """The upload's count can be wrong (a guessed rate): a job told 10 frames of a 2 s,
+    50-frame clip re-estimates from where each frame lies in time; its progress stays under
+    1 and its eta above 0 until the last frame, then says 50 of 50."""
+    from realtime.web.jobs import Job, run_video
+
+    clip = write_video(tmp_path / "c.mp4", [np.full((32, 48, 3), 60 + 3 * i, np.uint8) for i in range(50)])
+    options = Options(model_dir=tiny_models, face_model=asset(assets, "models/face_landmarker.task"), quiet=True)
+    job = Job("j", clip, tmp_path / "out.mp4", "c.mp4", options, frames_total=10, max_seconds=10, seconds=2.0)
+    said = []
+    run_video(job, lambda _id, **state: said.append(state), lambda: None)
+    *running, last = said
+    assert running and all(s["progress"] < 1 and s["eta_seconds"] > 0 for s in running), running
+    assert max(s["frames_done"] for s in running) >= 40 and last == {"frames_done": 50, "frames_total": 50}
+
+
 def test_a_video_job_can_be_cancelled(server, short_clip):
     """DELETE /api/v1/jobs/ID: a queued job never runs, a running one stops at its next
     frame; either way its files go and the queue goes on."""
