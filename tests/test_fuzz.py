@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +43,34 @@ def samples(assets, tmp_path_factory) -> dict[str, bytes]:
     folder = tmp_path_factory.mktemp("fuzz")
     clip = write_video(folder / "c.mp4", frames_of(asset(assets, "media/classroom_720p25.mp4"), 12, (160, 96)))
     picture = Image.open(asset(assets, "media/portrait_1024.png")).convert("RGB").resize((96, 96))
+    voiced = folder / "a.mp4"  # the clip with AAC audio: the copier's packets get damaged too
+    audio = asset(assets, "media/classroom_720p25_aac.mp4")
+    ffmpeg = ["ffmpeg", "-loglevel", "error", "-i", str(clip), "-i", str(audio), "-map", "0:v", "-map", "1:a"]
+    subprocess.run([*ffmpeg, "-c", "copy", "-shortest", str(voiced)], check=True)
     images = {}
     for fmt in ("PNG", "JPEG", "WEBP", "GIF", "TIFF", "BMP"):
         buf = io.BytesIO()
         picture.save(buf, fmt)
         images[fmt.lower()] = buf.getvalue()
-    return {"mp4": clip.read_bytes(), **images}
+    return {"mp4": clip.read_bytes(), "mp4+aac": voiced.read_bytes(), **images, **with_metadata(picture)}
+
+
+def with_metadata(picture: Image.Image) -> dict[str, bytes]:
+    """PNG text chunks (plain, compressed, international) and a colour profile; JPEG with
+    EXIF and a profile: the parts of a file that Pillow reads before any pixel."""
+    from PIL import ImageCms, PngImagePlugin
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "plain")
+    info.add_text("note", "squeezed " * 40, zip=True)
+    info.add_itxt("title", "international", lang="en", tkey="title")
+    exif = Image.Exif()
+    exif[0x010E], exif[0x0112] = "a description", 6  # rotated: the EXIF orientation is applied
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    picture.save(png, "PNG", pnginfo=info, icc_profile=profile)
+    picture.save(jpeg, "JPEG", exif=exif.tobytes(), icc_profile=profile)
+    return {"png+meta": png.getvalue(), "jpeg+meta": jpeg.getvalue()}
 
 
 # Derandomized: every run (here and in CI) tries the same cases, so a failure reproduces;
@@ -61,9 +84,9 @@ FUZZ = settings(
 
 
 @FUZZ
-@given(how=damage, kind=st.sampled_from(["png", "jpeg", "webp", "gif", "tiff", "bmp"]))
+@given(how=damage, kind=st.sampled_from(["png", "jpeg", "webp", "gif", "tiff", "bmp", "png+meta", "jpeg+meta"]))
 def test_damaged_images(samples, tmp_path, how, kind):
-    path = tmp_path / f"x.{kind}"
+    path = tmp_path / f"x.{kind.split('+')[0]}"
     path.write_bytes(damaged(samples[kind], how))
     try:
         picture = read_image(path, max_pixels=50_000_000)
@@ -74,13 +97,13 @@ def test_damaged_images(samples, tmp_path, how, kind):
 
 
 @FUZZ
-@given(how=damage)
-@example(how=([(0.15625, b"\x80")], None))  # a tag that is not UTF-8: PyAV raised UnicodeDecodeError on open
-def test_damaged_videos(samples, tmp_path, how):
-    """A damaged clip: the frames that decode go through to a finished file, or it is refused
-    in one line."""
+@given(how=damage, kind=st.sampled_from(["mp4", "mp4+aac"]))
+@example(how=([(0.15625, b"\x80")], None), kind="mp4")  # a tag that is not UTF-8: PyAV raised UnicodeDecodeError
+def test_damaged_videos(samples, tmp_path, how, kind):
+    """A damaged clip (with audio, copied into the output): the frames that decode go through
+    to a finished file, or it is refused in one line."""
     path = tmp_path / "x.mp4"
-    path.write_bytes(damaged(samples["mp4"], how))
+    path.write_bytes(damaged(samples[kind], how))
     try:
         with FileSource(path) as source:
             w, h = source.frame_size

@@ -20,6 +20,8 @@ import httpx
 import numpy as np
 import pytest
 from conftest import asset, cli_args
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from media import timestamps, write_video
 from PIL import Image
 
@@ -779,3 +781,49 @@ def test_video_jobs_never_take_a_live_sessions_share(tmp_path):
         assert os.sched_getscheduler(jobs._thread.native_id) == os.SCHED_IDLE
     finally:
         jobs.close()
+
+
+# ---- the HTTP API's fields, generated
+
+
+def _refusal(r: httpx.Response) -> None:
+    """A request the app refuses is a 4xx and one short line of JSON: no trace, no path."""
+    assert r.status_code < 500, r.text[:300]
+    if r.status_code >= 400:
+        said = r.json()["error"]
+        assert said and "\n" not in said and len(said) < 400 and "Traceback" not in said, said
+        assert "/tmp/" not in said and "site-packages" not in said, said
+
+
+_texts = st.one_of(st.none(), st.text(max_size=24), st.sampled_from(["anime", "3d", "cartoon", "blur", "1e9", "-1"]))
+_numbers = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12))
+_json = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(
+    body=st.one_of(
+        st.dictionaries(st.sampled_from(["style", "strength", "background", "other"]), _json, max_size=4), _json
+    )
+)
+def test_generated_live_bodies_are_answered_or_refused_in_one_line(server, body):
+    url, _ = server
+    before = httpx.get(f"{url}/api/v1/live").json()
+    _refusal(httpx.post(f"{url}/api/v1/live", json=body, timeout=60))
+    restore = {k: before[k] for k in ("style", "strength", "background")}
+    assert httpx.post(f"{url}/api/v1/live", json=restore, timeout=60).status_code == 200
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(style=_texts, strength=_numbers, size=_texts, format=_texts, background=_texts)
+def test_generated_photo_fields_are_answered_or_refused_in_one_line(server, style, strength, size, format, background):
+    url, _ = server
+    buf = io.BytesIO()
+    Image.fromarray(np.full((48, 64, 3), 128, np.uint8)).save(buf, "PNG")
+    fields = {"style": style, "strength": strength, "size": size, "format": format, "background": background}
+    data = {k: str(v) for k, v in fields.items() if v is not None}
+    _refusal(httpx.post(f"{url}/api/v1/image", files={"file": ("x.png", buf.getvalue())}, data=data, timeout=120))
