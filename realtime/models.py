@@ -121,8 +121,9 @@ def hub_file_list(style: Style) -> list[dict]:
 
 
 OFFLINE_HINT = (
-    "without network: run `cartoon-models pull` where there is one and copy the cache, or pass --model-dir "
-    "and --face-model with local files (--offline never connects), or set CARTOON_CAM_ENDPOINT to a mirror"
+    "without network: run `cartoon-models pull` where there is one and copy the cache, or run the commands "
+    "with --model-dir and --face-model on local files (--offline never connects), or set CARTOON_CAM_ENDPOINT "
+    "to a mirror"
 )
 
 
