@@ -277,6 +277,20 @@ def test_a_job_whose_count_is_short_never_reads_done_early(assets, tiny_models, 
     assert max(s["frames_done"] for s in running) >= 40 and last == {"frames_done": 50, "frames_total": 50}
 
 
+def test_gradio_uploads_are_answered_without_the_servers_paths(server, assets):
+    """Gradio's upload reply was the file's absolute path on the server (its temporary folder,
+    named by its pid): the page sees ``upload/...``, and that name works wherever the page
+    uses it (its file links; its requests, as the browser tests show)."""
+    url, studio = server
+    data = asset(assets, "media/portrait_1024.png").read_bytes()
+    r = httpx.post(f"{url}/gradio_api/upload", files={"files": ("me.png", data)}, timeout=60)
+    assert r.status_code == 200, r.text
+    (name,) = r.json()
+    assert name.startswith("upload/") and name.endswith("/me.png"), name
+    assert str(studio.folder) not in r.text and "/tmp" not in r.text
+    assert httpx.get(f"{url}/gradio_api/file={name}", timeout=60).content == data
+
+
 def test_a_video_job_can_be_cancelled(server, short_clip):
     """DELETE /api/v1/jobs/ID: a queued job never runs, a running one stops at its next
     frame; either way its files go and the queue goes on."""

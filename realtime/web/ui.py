@@ -17,6 +17,7 @@ import gradio as gr
 from ..compose import BACKGROUNDS
 from ..errors import CartoonError
 from .studio import SIZES, Look, Studio
+from .upload_paths import UploadPaths
 from .uploads import check_size
 
 
@@ -236,4 +237,5 @@ def mount(app, studio: Studio):
     # ``launch()`` has run, which a mounted app never calls: without this a request could
     # name any file on the server.
     blocks.has_launched = True
+    app.add_middleware(UploadPaths, root=os.environ["GRADIO_TEMP_DIR"])  # the page never sees where files lie
     return app
