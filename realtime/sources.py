@@ -136,9 +136,9 @@ class FileSource:
                     image = self._rescaled(image, size, i)
                 yield Frame(image, pts, self.time_base, i, time.monotonic())
                 i += 1
-                if timeline.repaired and not said_repair:
+                if timeline.said and not said_repair:
                     said_repair = True
-                    self.notes.append(f"{self.path.name}: {timeline.repaired}")
+                    self.notes.append(f"{self.path.name}: {timeline.said}")
         except av.FFmpegError as e:
             self.warning = f"{self.path.name}: decoding stopped at frame {i} ({e}); the rest is unreadable"
         if self.warning is None and self.frame_count and i < self.frame_count:
@@ -175,6 +175,7 @@ class FileSource:
 
 
 GAP_SECONDS = 60  # a forward jump longer than this is a careless join, not a pause: closed up
+PAUSE_SECONDS = 2  # a forward jump longer than this (and not over GAP_SECONDS) is kept and said
 
 
 class _Timeline:
@@ -183,7 +184,8 @@ class _Timeline:
     clip) can step back in time; an
     encoder refuses that, so from such a frame on every later one is moved by the same amount
     to one frame after the last (their spacing kept); a jump of an hour (a clip's clock reset
-    the other way) is closed up the same way; ``repaired`` says so."""
+    the other way) is closed up the same way; a pause of seconds (kept: the picture holds, as
+    in the source) is said too. ``said``: the first of these, for the user."""
 
     def __init__(self, time_base, fps: float):
         self.time_base = time_base
@@ -191,7 +193,7 @@ class _Timeline:
         self.offset = 0
         self.last: int | None = None
         self.spacing: int | None = None  # between the last two frames
-        self.repaired: str | None = None
+        self.said: str | None = None
 
     def __call__(self, pts: int | None, time_base) -> int:
         if pts is not None and time_base != self.time_base:
@@ -203,19 +205,24 @@ class _Timeline:
             jump = out - self.last - (self.spacing or self.step)  # the rate itself counts the gap in
             self.offset -= jump
             out -= jump
-            if self.repaired is None:
+            if self.said is None:
                 at, by = float(self.last * self.time_base), float(jump * self.time_base)
-                self.repaired = (
+                self.said = (
                     f"timestamps jump forward {by:.0f} s after {at:.2f} s; the gap was closed up "
                     "(sound after that point may drift)"
                 )
+        elif self.last is not None and (out - self.last) * self.time_base > PAUSE_SECONDS and self.said is None:
+            at, by = float(self.last * self.time_base), float((out - self.last) * self.time_base)
+            self.said = (
+                f"timestamps pause {by:.1f} s after {at:.2f} s; kept (the picture holds there, as in the source)"
+            )
         if self.last is not None and out <= self.last:
             back = self.last - out
             self.offset += back + self.step
             out += back + self.step
-            if self.repaired is None:
+            if self.said is None:
                 at, by = float(self.last * self.time_base), float(back * self.time_base)
-                self.repaired = (
+                self.said = (
                     f"timestamps go back {by:.2f} s after {at:.2f} s; the frames from there on were moved "
                     "to keep time going forward (sound after that point may drift)"
                 )

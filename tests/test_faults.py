@@ -686,6 +686,20 @@ def test_an_hours_jump_in_the_timestamps_is_closed_up_and_said(assets, args, tmp
         assert float(c.duration / av.time_base) < 2.5
 
 
+def test_a_pause_of_seconds_is_kept_and_said(tmp_path):
+    """A forward gap under a minute is a pause the source has: written as it is, but said
+    (it was silent), once."""
+    from realtime.sources import FileSource
+
+    pts = [i * 40 for i in range(25)] + [10_960 + i * 40 for i in range(25)] + [30_000]
+    clip = write_video(tmp_path / "pause.mp4", [np.full((32, 48, 3), i, np.uint8) for i in range(51)], pts_ms=pts)
+    with FileSource(clip) as source:
+        assert [round(f.seconds * 1000) for f in source] == pts
+        assert source.notes == [
+            "pause.mp4: timestamps pause 10.0 s after 0.96 s; kept (the picture holds there, as in the source)"
+        ]
+
+
 def test_a_command_run_in_process_leaves_the_streams_as_it_found_them():
     """The API and the tests run the commands in a process that goes on: the streams they
     had are theirs again afterwards, and a logging handler that kept the wrapped stream and
