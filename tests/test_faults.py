@@ -596,6 +596,9 @@ def test_a_png_whose_metadata_inflates_too_far_is_one_line(args, tmp_path):
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(bomb, pnginfo=info)
     Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(tmp_path / "in" / "good.png")
     one_line(run("image", bomb, tmp_path / "out.png", *args), "bomb.png cannot be read", "without its metadata")
+    profile = tmp_path / "profile.png"  # the same through the colour profile's chunk (iCCP)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(profile, icc_profile=b"\0" * (20 << 20))
+    one_line(run("image", profile, tmp_path / "out.png", *args), "profile.png cannot be read", "without its metadata")
     proc = run("image", tmp_path / "in", tmp_path / "out", *args)
     assert proc.returncode == 1 and (tmp_path / "out" / "good.png").exists()
     assert "unexpected" not in proc.stderr and "without its metadata" in proc.stderr

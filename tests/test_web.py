@@ -277,6 +277,19 @@ def test_a_job_whose_count_is_short_never_reads_done_early(assets, tiny_models, 
     assert max(s["frames_done"] for s in running) >= 40 and last == {"frames_done": 50, "frames_total": 50}
 
 
+def test_a_png_whose_metadata_inflates_too_far_is_a_400(server):
+    """A 20 KB PNG whose zTXt chunk inflates to 20 MB, past Pillow's limit: an HTTP 500 before."""
+    from PIL import PngImagePlugin
+
+    url, _ = server
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "a" * (20 << 20), zip=True)
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(buf, "PNG", pnginfo=info)
+    r = httpx.post(f"{url}/api/v1/image", files={"file": ("bomb.png", buf.getvalue())}, timeout=60)
+    assert r.status_code == 400 and "without its metadata" in r.json()["error"], r.text
+
+
 def test_gradio_uploads_are_answered_without_the_servers_paths(server, assets):
     """Gradio's upload reply was the file's absolute path on the server (its temporary folder,
     named by its pid): the page sees ``upload/...``, and that name works wherever the page
