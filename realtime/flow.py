@@ -62,10 +62,25 @@ def _grid(h: int, w: int) -> np.ndarray:
     return grid
 
 
+GLARING = 2  # tolerances: a miss this large where the frame is flat is kept however thin it is
+FLAT = 1  # tolerances: the most a flat frame's grey spreads within 2 pixels
+
+
 @cache
 def _trust_lut(tolerance: float) -> np.ndarray:
     err = np.arange(256, dtype=np.float32)
     return np.round(255 * np.exp(-((err / tolerance) ** 2))).astype(np.uint8)
+
+
+def _left_behind(now: np.ndarray, err: np.ndarray, tolerance: float) -> np.ndarray:
+    """Misses of ``GLARING`` tolerances where ``now`` is flat (no edge within 2 pixels): what
+    the frame no longer has, however thin. Flow stretched over a plain wall pulls the features
+    of someone who left into streaks the speck filter would drop (ghosts); sub-pixel misses lie
+    on the frame's own edges, so they stay dropped."""
+    box = np.ones((5, 5), np.uint8)
+    spread = cv2.morphologyEx(now, cv2.MORPH_GRADIENT, box)  # brightest minus darkest within 2 pixels
+    thin = ((spread < FLAT * tolerance) & (err > GLARING * tolerance)).view(np.uint8) * np.uint8(255)
+    return cv2.dilate(thin, box)  # wide enough that the feathering leaves none showing
 
 
 def trust(
@@ -76,17 +91,19 @@ def trust(
     A pixel is distrusted when the warped grey misses it by more than about ``tolerance``
     grey levels (after a small blur, so sensor noise passes), or when its flow reaches
     outside ``then`` (content that was not in view). Distrusted areas thinner than ``speck``
-    of the width (the flow's sub-pixel misses along moving edges) are dropped: what is left
-    is a change of the picture itself, grown by a few pixels and feathered, so a smear's
-    fringe goes with it and the seam does not show.
+    of the width (the flow's sub-pixel misses along moving edges) are dropped, except where
+    the frame is flat and the miss glaring (``_left_behind``: what the frame no longer has):
+    what is left is a change of the picture itself, grown by a few pixels and feathered, so a
+    smear's fringe goes with it and the seam does not show.
     """
     h, w = now.shape
-    err = cv2.absdiff(cv2.GaussianBlur(now, (5, 5), 1.0), cv2.GaussianBlur(Flow.warp(then, flow), (5, 5), 1.0))
+    now = cv2.GaussianBlur(now, (5, 5), 1.0)
+    err = cv2.absdiff(now, cv2.GaussianBlur(Flow.warp(then, flow), (5, 5), 1.0))
     doubt = 255 - cv2.LUT(err, _trust_lut(tolerance))
     pos = flow + _grid(h, w)
     outside = (pos[..., 0] < -0.5) | (pos[..., 0] > w - 0.5) | (pos[..., 1] < -0.5) | (pos[..., 1] > h - 0.5)
     doubt[outside] = 255
     k = max(3, round(speck * w) | 1)
     opened = cv2.morphologyEx(doubt, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    grown = cv2.dilate(opened, np.ones((5, 5), np.uint8))
+    grown = cv2.dilate(cv2.max(opened, _left_behind(now, err, tolerance)), np.ones((5, 5), np.uint8))
     return 255 - cv2.GaussianBlur(grown, (0, 0), 2)
