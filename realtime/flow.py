@@ -15,6 +15,11 @@ import cv2
 import numpy as np
 
 
+def small_colour(small: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The work-size BGR frame at the flow's size (``shape``), for ``trust``'s colour check."""
+    return cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+
+
 def small_gray(bgr: np.ndarray, width: int = 640) -> np.ndarray:
     """The grey, at most ``width`` wide, copy that optical flow is computed on (grey first:
     then the shrink moves one channel, not three; a third of the time at 720p)."""
@@ -84,9 +89,15 @@ def _left_behind(now: np.ndarray, err: np.ndarray, tolerance: float) -> np.ndarr
 
 
 def trust(
-    now: np.ndarray, then: np.ndarray, flow: np.ndarray, tolerance: float = 16.0, speck: float = 0.025
+    now: np.ndarray,
+    then: np.ndarray,
+    flow: np.ndarray,
+    tolerance: float = 16.0,
+    speck: float = 0.025,
+    colours: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """uint8 map (255: trust) of where ``then`` carried along ``flow`` matches grey ``now``.
+    """uint8 map (255: trust) of where ``then`` carried along ``flow`` matches grey ``now``
+    (and, given ``colours``, the frames at the flow's size in BGR, in every channel).
 
     A pixel is distrusted when the warped grey misses it by more than about ``tolerance``
     grey levels (after a small blur, so sensor noise passes), or when its flow reaches
@@ -100,10 +111,15 @@ def trust(
     now = cv2.GaussianBlur(now, (5, 5), 1.0)
     err = cv2.absdiff(now, cv2.GaussianBlur(Flow.warp(then, flow), (5, 5), 1.0))
     doubt = 255 - cv2.LUT(err, _trust_lut(tolerance))
+    glaring = err
+    if colours is not None:  # brown hair on a green board is one grey: the channels tell them apart
+        now_c, then_c = colours
+        miss = cv2.absdiff(cv2.GaussianBlur(now_c, (5, 5), 1.0), cv2.GaussianBlur(Flow.warp(then_c, flow), (5, 5), 1.0))
+        glaring = cv2.max(err, np.max(miss, axis=2))
     pos = flow + _grid(h, w)
     outside = (pos[..., 0] < -0.5) | (pos[..., 0] > w - 0.5) | (pos[..., 1] < -0.5) | (pos[..., 1] > h - 0.5)
     doubt[outside] = 255
     k = max(3, round(speck * w) | 1)
     opened = cv2.morphologyEx(doubt, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    grown = cv2.dilate(cv2.max(opened, _left_behind(now, err, tolerance)), np.ones((5, 5), np.uint8))
+    grown = cv2.dilate(cv2.max(opened, _left_behind(now, glaring, tolerance)), np.ones((5, 5), np.uint8))
     return 255 - cv2.GaussianBlur(grown, (0, 0), 2)

@@ -29,7 +29,7 @@ from types import MappingProxyType
 import cv2
 import numpy as np
 
-from ..flow import Flow, small_gray, trust
+from ..flow import Flow, small_colour, small_gray, trust
 from ..records import EMPTY, Analysis, Scene, frozen_map, readonly
 from ..smoothing import HEAD_EPS, HEAD_WIDTH, slopes
 from ..transport import END, Slot
@@ -44,9 +44,9 @@ HEAD_EASE = 1 / 3  # each frame, a shown head closes this share of the gap to it
 @dataclass(frozen=True, eq=False)
 class Reference:
     """The newest engine results and what carrying them to later frames needs: the grey
-    copy of the frame the background was made from, the background, its colour map (3x4,
-    source BGR to stylized BGR, least squares over that frame) and the newest head of each
-    track, with the frame index they were made from."""
+    and colour copies (at the flow's size) of the frame the background was made from, the
+    background, its colour map (3x4, source BGR to stylized BGR, least squares over that
+    frame) and the newest head of each track, with the frame index they were made from."""
 
     gray: np.ndarray | None
     background: object
@@ -55,9 +55,11 @@ class Reference:
     index: int
     # track id -> (the crop its head was made from, NumPy; the head's slopes against it)
     crops: Mapping = field(default_factory=lambda: EMPTY)
+    source: np.ndarray | None = None  # the frame's BGR at the flow's size
+    made: int = -1  # the index of the frame the background was made from
 
     def __post_init__(self) -> None:
-        for name in ("gray", "background", "colours"):
+        for name in ("gray", "background", "colours", "source"):
             object.__setattr__(self, name, readonly(getattr(self, name)))
         object.__setattr__(self, "heads", frozen_map(self.heads))
         object.__setattr__(self, "crops", MappingProxyType(dict(self.crops)))
@@ -90,6 +92,7 @@ class LiveScheduler:
         self._flow = Flow()  # frame path only
         self._shown: dict = {}  # frame path only: track id -> the head last shown for it
         self._head_flow = Flow()  # frame path only
+        self._changed_at: np.ndarray | None = None  # frame path only: where the picture last changed (frame index)
         self._thread = threading.Thread(target=self._run, name="engines", daemon=True)
 
     @property
@@ -194,14 +197,32 @@ class LiveScheduler:
         f = self.stylizer.frames
         flow = self._flow.backward(a.gray, kf.gray)
         carried = f.along_flow(kf.background, flow)
-        ok = trust(a.gray, kf.gray, flow)
+        colours = None if kf.source is None else (small_colour(a.small, a.gray.shape), kf.source)
+        ok = trust(a.gray, kf.gray, flow, colours=colours)
         changed = float(np.mean(ok < CHANGED))
         if changed > REFRESH_AREA:
             self._refresh.set()  # the engines' next run makes a fresh background
-        if changed == 0.0:
+        ok = self._unchanged_since(kf, a, ok)
+        if not (ok < CHANGED).any():
             return carried
         headless = [face for face in a.faces if face.track not in kf.heads]
         return f.blend(carried, stand_in(f, a, kf.colours, headless), ok)
+
+    def _unchanged_since(self, kf: Reference, a: Analysis, ok: np.ndarray) -> np.ndarray:
+        """``ok``, distrusting too wherever a frame after the one ``kf``'s background was made
+        from showed a change: what is shown there comes from the frame (the stand-in) until a
+        background made after the change, never from an older one carried on. Someone who
+        left is thus stand-in from the first frame without them, even where later flow
+        explains the place with something of theirs (her hair matched to the board's grey),
+        or where a background the engines started before she left arrives after."""
+        changed = self._changed_at
+        if changed is None or changed.shape != ok.shape:
+            changed = self._changed_at = np.full(ok.shape, -1, np.int32)
+        changed[ok < CHANGED] = a.frame.index
+        stale = np.where(changed > kf.made, np.uint8(255), np.uint8(0))
+        if not stale.any():
+            return ok
+        return cv2.min(ok, 255 - cv2.GaussianBlur(cv2.dilate(stale, np.ones((5, 5), np.uint8)), (0, 0), 2))
 
     def _run(self) -> None:
         try:
@@ -234,9 +255,14 @@ class LiveScheduler:
                 crops[t] = (readonly(crop), readonly(slopes(small, head, eps=HEAD_EPS)))
         if fresh_bg and stylized.background is not None:
             colours = colour_map(a.small, f.download(stylized.background))
-            kf = Reference(a.gray, stylized.background, colours, stylized.heads, a.frame.index, crops)
+            source = small_colour(a.small, a.gray.shape)
+            kf = Reference(
+                a.gray, stylized.background, colours, stylized.heads, a.frame.index, crops, source, a.frame.index
+            )
         elif old is not None:
-            kf = Reference(old.gray, old.background, old.colours, stylized.heads, a.frame.index, crops)
+            kf = Reference(
+                old.gray, old.background, old.colours, stylized.heads, a.frame.index, crops, old.source, old.made
+            )
         else:
             kf = Reference(None, None, None, stylized.heads, a.frame.index, crops)
         self.stylizer.frames.settle()  # its results are ready before another thread sees them
