@@ -17,7 +17,7 @@ import numpy as np
 
 def small_colour(small: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """The work-size BGR frame at the flow's size (``shape``), for ``trust``'s colour check."""
-    return cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)  # INTER_AREA: 10x the time
 
 
 def small_gray(bgr: np.ndarray, width: int = 640) -> np.ndarray:
@@ -115,7 +115,8 @@ def trust(
     if colours is not None:  # brown hair on a green board is one grey: the channels tell them apart
         now_c, then_c = colours
         miss = cv2.absdiff(cv2.GaussianBlur(now_c, (5, 5), 1.0), cv2.GaussianBlur(Flow.warp(then_c, flow), (5, 5), 1.0))
-        glaring = cv2.max(err, np.max(miss, axis=2))
+        b, g, r = cv2.split(miss)  # NumPy's max over the channel axis: 50x the time
+        glaring = cv2.max(err, cv2.max(cv2.max(b, g), r))
     pos = flow + _grid(h, w)
     outside = (pos[..., 0] < -0.5) | (pos[..., 0] > w - 0.5) | (pos[..., 1] < -0.5) | (pos[..., 1] > h - 0.5)
     doubt[outside] = 255
