@@ -11,7 +11,8 @@ from .cache import atomic_dir, cache_dir, file_sha256, versions
 
 ONNX_OPSET = 17
 # What onnx_export writes; bump it when that changes, so cached ONNX files and engines rebuild.
-ONNX_REVISION = 3  # 2: the uint8 input straight into a float cast (TensorRT needs it); 3: written without torch
+# 2: the uint8 input straight into a float cast (TensorRT needs it); 3: written without torch; 4: no Shape op
+ONNX_REVISION = 4
 
 
 def onnx_key(graph: Path, fp16: bool) -> dict:

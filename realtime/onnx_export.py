@@ -121,10 +121,16 @@ def _guided_filter(g: _Graph, x: str, y: str) -> str:
     def box(t: str, kernel: str = diag) -> str:
         return g.op("Conv", t, kernel, kernel_shape=[k, k], pads=pads)
 
-    start, end = g.const("hw/start", np.array([2], np.int64)), g.const("hw/end", np.array([4], np.int64))
-    hw = g.op("Slice", g.op("Shape", x), start, end)
-    shape = g.op("Concat", g.const("hw/ones", np.array([1, 1], np.int64)), hw, axis=0)
-    ones = g.op("ConstantOfShape", shape, value=numpy_helper.from_array(np.array([1.0], np.float32)))
+    # Ones of the image's size, from the image itself: TensorRT needs a convolution's input
+    # channels at build time, which a ConstantOfShape of the runtime Shape leaves to folding.
+    first = g.op(
+        "Slice",
+        x,
+        g.const("ones/start", np.array([0], np.int64)),
+        g.const("ones/end", np.array([1], np.int64)),
+        g.const("ones/axes", np.array([1], np.int64)),
+    )
+    ones = g.op("Add", g.op("Mul", first, g.const("ones/zero", np.float32(0))), g.const("ones/one", np.float32(1)))
     n = box(ones, single)  # how many taps fall inside the image, as a float sum of 1/9ths
 
     def mean(t: str) -> str:

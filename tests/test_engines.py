@@ -244,6 +244,20 @@ def test_onnx_export_keeps_uint8_where_tensorrt_takes_it(assets, session_cache, 
     assert writer.op_type == "Cast" and types[writer.input[0]] in floats
 
 
+@pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16"])
+def test_no_convolution_reads_a_shape_computed_tensor(assets, session_cache, fp16):
+    """TensorRT must know a convolution's input channels when it builds: the guided filter's
+    tap count came from ConstantOfShape(Concat(1, 1, Shape(x)[2:4])), which it may not fold.
+    The same ones now come from the image itself (x[:, :1] * 0 + 1): no Shape in the graph."""
+    import onnx
+
+    from realtime.exports import export_onnx
+
+    model = onnx.load(str(export_onnx(asset(assets, "fixtures/dctnet_tiny.pb"), fp16=fp16)))
+    ops = {n.op_type for n in model.graph.node}
+    assert "Conv" in ops and not ops & {"Shape", "ConstantOfShape", "Size"}, sorted(ops)
+
+
 def test_fp16_onnx_for_tensorrt_is_faithful(assets, session_cache):
     """TensorRT builds FP16 from an FP16-typed export (strong typing; TensorRT 11 has no FP16
     flag). The file is checked here on CPU: generator weights in float16, and run by ONNX
