@@ -258,6 +258,21 @@ def test_no_convolution_reads_a_shape_computed_tensor(assets, session_cache, fp1
     assert "Conv" in ops and not ops & {"Shape", "ConstantOfShape", "Size"}, sorted(ops)
 
 
+def test_onnxruntime_that_falls_back_to_the_cpu_is_an_error(assets, session_cache):
+    """Asked for CUDA, ONNX Runtime makes a CPU session without an error when its CUDA
+    provider does not load (here: the CPU-only build): the run said cuda and used the CPU."""
+    import onnxruntime as ort
+
+    from realtime.backends.ort import OrtEngine
+    from realtime.exports import export_onnx
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has a CUDA provider; the fallback is shown with the CPU-only build")
+    onnx = export_onnx(asset(assets, "fixtures/dctnet_tiny.pb"))
+    with pytest.raises(BackendError, match=r"could not start its CUDA provider on cuda:0 .*onnxruntime-gpu"):
+        OrtEngine(onnx, EngineSpec("onnxruntime", "fp32", "cuda:0", "head"))
+
+
 def test_fp16_onnx_for_tensorrt_is_faithful(assets, session_cache):
     """TensorRT builds FP16 from an FP16-typed export (strong typing; TensorRT 11 has no FP16
     flag). The file is checked here on CPU: generator weights in float16, and run by ONNX

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine import Backend, Engine, EngineSpec
+from ..errors import BackendError
 
 
 class OrtEngine(Engine):
@@ -24,6 +25,14 @@ class OrtEngine(Engine):
         opts.log_severity_level = 3
         opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(onnx), opts, providers=providers)
+        if spec.device.startswith("cuda") and "CUDAExecutionProvider" not in self.session.get_providers():
+            # ONNX Runtime falls back to the CPU without an error when its CUDA libraries do not
+            # load, and lists the provider as available all the same.
+            raise BackendError(
+                f"onnxruntime could not start its CUDA provider on {spec.device} (onnxruntime "
+                f"{ort.__version__}: the CUDA and cuDNN libraries it was built for did not load); install the "
+                "onnxruntime-gpu that matches your CUDA, or leave out --engine-device to run on the CPU"
+            )
 
     def run(self, images: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"input_image": images})[0]
