@@ -80,6 +80,8 @@ class Backend(ABC):
     needs: tuple[str, ...]  # python distributions whose versions key the artifact cache
     builds: bool = True  # False: runs straight from the graph, nothing to build or cache
     typed_onnx: bool = False  # True: the ONNX file's own types set the precision (TensorRT)
+    # what to do when a build fails for a reason of the runtime's own
+    build_hint: str = "update the backend's package, or choose another with --backend"
 
     @classmethod
     @abstractmethod

@@ -86,7 +86,15 @@ def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, l
             log(f"building from the cached ONNX export failed ({str(e).strip()[:200]}); exporting it again")
         shutil.rmtree(onnx.parent, ignore_errors=True)
         onnx = export_onnx(graph, root, fp16=fp16)
-        atomic_dir(final, fill)
+        try:
+            atomic_dir(final, fill)
+        except (BackendError, KeyboardInterrupt):
+            raise
+        except Exception as again:  # not the export: the runtime itself (a CUDA or driver mismatch...)
+            first = (str(again).strip().splitlines() or [type(again).__name__])[0][:200]
+            raise BackendError(
+                f"{spec.backend} could not build its {spec.precision} engine on {spec.device} ({first}); {b.build_hint}"
+            ) from None
     return cached_artifact(final, "key.json")
 
 

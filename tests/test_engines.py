@@ -163,6 +163,25 @@ def test_a_damaged_cache_heals(assets, tmp_path, damage):
     assert sum("rebuilding it" in m for m in log) == 1, log  # said, once
 
 
+def test_a_runtime_that_cannot_build_is_one_line(assets, tmp_path, monkeypatch):
+    """A build that fails for the runtime's own reason (TensorRT on a CUDA it was not built
+    for) was taken for a damaged ONNX export, exported again, and then raised as it was: a
+    traceback. Now the second failure is one BackendError naming the backend and the fix."""
+    from realtime.backends.ov import BACKEND as OpenVino
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("CUDA initialization failure with error: 35\nmore of the runtime's lines")
+
+    monkeypatch.setattr(OpenVino, "build", classmethod(fails))
+    log: list[str] = []
+    spec = EngineSpec("openvino", "fp32", "cpu", "head")
+    with pytest.raises(BackendError) as e:
+        load_engine(asset(assets, "fixtures/dctnet_tiny.pb"), spec, tmp_path, log=log.append)
+    said = str(e.value)
+    assert "\n" not in said and said.startswith("openvino could not build its fp32 engine on cpu (CUDA initializ")
+    assert "--backend" in said and any("exporting it again" in m for m in log)
+
+
 def test_a_damaged_export_is_made_again_for_a_new_engine(assets, tmp_path):
     """An engine built later from a cached ONNX export that was damaged meanwhile exports it again."""
     graph = asset(assets, "fixtures/dctnet_tiny.pb")

@@ -118,6 +118,10 @@ class TensorRtBackend(Backend):
     precisions = ("fp16", "fp32")
     typed_onnx = True
     needs = ("tensorrt",)
+    build_hint = (
+        "the tensorrt package must match torch's CUDA and your driver (README: GPU); "
+        "or --backend onnxruntime or openvino"
+    )
 
     @classmethod
     def unavailable(cls, device: str) -> str | None:
