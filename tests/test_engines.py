@@ -163,6 +163,38 @@ def test_a_damaged_cache_heals(assets, tmp_path, damage):
     assert sum("rebuilding it" in m for m in log) == 1, log  # said, once
 
 
+def test_tensorrt_that_cannot_start_is_unavailable_with_its_reason(monkeypatch):
+    """TensorRT's imports succeed where its CUDA build cannot run (the driver or torch's CUDA
+    does not match): ``auto`` picked it and the first failure came mid-build. Its check now
+    makes a builder. TensorRT cannot run here: a stand-in module that fails as TensorRT does
+    when CUDA does not initialise (pybind's TypeError for a null builder)."""
+    import contextlib
+    import types
+
+    import torch
+
+    import realtime.backends.trt as trt_backend
+
+    class Builder:
+        def __init__(self, logger):
+            raise TypeError("pybind11::init(): factory function returned nullptr")
+
+    fake = types.ModuleType("tensorrt")
+    fake.__version__, fake.Builder = "10.16.0", Builder
+    fake.Logger = type("Logger", (), {"ERROR": 0, "WARNING": 1, "__init__": lambda self, level: None})
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "device", lambda index: contextlib.nullcontext())
+    trt_backend._cannot_start.cache_clear()
+    try:
+        said = trt_backend.BACKEND.unavailable("cuda")
+    finally:
+        trt_backend._cannot_start.cache_clear()
+    assert said.startswith("TensorRT 10.16.0 cannot start on cuda (pybind11::init(): factory function returned")
+    assert "must match torch's CUDA" in said and "pip install tensorrt-cu" in said
+
+
 def test_a_runtime_that_cannot_build_is_one_line(assets, tmp_path, monkeypatch):
     """A build that fails for the runtime's own reason (TensorRT on a CUDA it was not built
     for) was taken for a damaged ONNX export, exported again, and then raised as it was: a

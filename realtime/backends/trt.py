@@ -16,6 +16,7 @@ plan that fails to deserialize is rebuilt by ``engine_cache.load_engine``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from contextlib import AbstractContextManager
@@ -135,7 +136,7 @@ class TensorRtBackend(Backend):
             return "backend tensorrt needs a CUDA device; check nvidia-smi and a CUDA build of torch"
         if device_index(device) >= torch.cuda.device_count():
             return f"there is no {device}: {torch.cuda.device_count()} CUDA device(s) here"
-        return None
+        return _cannot_start(device)
 
     @classmethod
     def default_device(cls) -> str:
@@ -183,6 +184,29 @@ class TensorRtBackend(Backend):
     @classmethod
     def load(cls, graph: Path, spec: EngineSpec, artifact: Path, threads: int = 0) -> Engine:
         return TensorRtEngine(artifact, spec)  # GPU: no CPU threads to cap
+
+
+@functools.cache
+def _cannot_start(device: str) -> str | None:
+    """Why TensorRT cannot make a builder on ``device``, or None. Its imports succeed where
+    its CUDA cannot run (``tensorrt`` installs a CUDA 13 build, which an older driver or a
+    CUDA 12 torch does not match): only a builder shows it, before ``auto`` picks TensorRT."""
+    import tensorrt as trt
+    import torch
+
+    try:
+        with _on(device):
+            made = trt.Builder(trt.Logger(trt.Logger.ERROR)) is not None
+        why = "it made no builder"
+    except Exception as e:  # pybind's TypeError for a null builder; RuntimeError from CUDA
+        made, why = False, (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+    if made:
+        return None
+    cuda = torch.version.cuda or "none"
+    return (
+        f"TensorRT {trt.__version__} cannot start on {device} ({why}); it must match torch's CUDA ({cuda}) "
+        f"and the driver: pip install tensorrt-cu{cuda.split('.')[0]} (README: GPU)"
+    )
 
 
 def _timing_cache_path(shared: Path, device: str) -> Path:
