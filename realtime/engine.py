@@ -43,6 +43,7 @@ class Engine(ABC):
     """A loaded DCT-Net graph; call it on uint8 BGR NHWC batches."""
 
     spec: EngineSpec
+    max_side: int | None = None  # the longest side it takes (TensorRT: its profile's), None: any
 
     @abstractmethod
     def run(self, images: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from .compose import HEADS_ONLY, background_under, load_alpha, oval_mask, straig
 from .console import say
 from .engine import MAX_HEAD_BATCH, resolve_spec
 from .engine_cache import load_engine
+from .errors import BackendError
 from .faces import Face, FaceFinder, FaceFollower
 from .frames import CpuFrames, shrink
 from .models import resolve_face_model, resolve_style
@@ -133,6 +134,14 @@ class Stylizer:
     def background(self, small):
         """Run the background graph on a work-size frame: pad with white, run, crop."""
         h, w = small.shape[:2]
+        longest = self.background_engine.max_side
+        if longest is not None and max(h, w) > longest:
+            fits = longest * min(h, w) // max(h, w)
+            raise BackendError(
+                f"a {w}x{h} frame at --work-size {self.options.work_size} is over the {longest}-pixel side the "
+                f"{self.background_engine.spec.backend} engine takes; use --work-size {fits} or less, or "
+                "--backend openvino"
+            )
         f = self.frames
         return f.run(self.background_engine, f.pad(small, PAD_MULTIPLE)[None])[0, :h, :w]
 

@@ -22,6 +22,7 @@ from realtime.engine import EngineSpec, get_backend, resolve_spec
 from realtime.engine_cache import artifact_dir, artifact_key, build, load_engine
 from realtime.errors import BackendError, InputError
 from realtime.exports import onnx_dir
+from realtime.options import Options
 
 CPU_BACKENDS = ["torch", "onnxruntime", "openvino"]
 HEAD = "models/dctnet/random/cartoon_anime_h.pb"
@@ -193,6 +194,23 @@ def test_tensorrt_that_cannot_start_is_unavailable_with_its_reason(monkeypatch):
         trt_backend._cannot_start.cache_clear()
     assert said.startswith("TensorRT 10.16.0 cannot start on cuda (pybind11::init(): factory function returned")
     assert "must match torch's CUDA" in said and "pip install tensorrt-cu" in said
+
+
+def test_a_frame_wider_than_the_engine_takes_is_one_line(assets, tiny_models):
+    """TensorRT's background profile takes sides up to 1920 while --work-size caps only the
+    short side: a 32:9 video failed mid-stream on the engine's own shape error. The stylizer
+    says it at the first frame, with the work size that fits (here an engine that takes 256)."""
+    from realtime.pipeline import Stylizer
+
+    options = Options(model_dir=tiny_models, face_model=asset(assets, "models/face_landmarker.task"), quiet=True)
+    with Stylizer(options.replace(work_size=288, faces=False)) as st:
+        st.background_engine.max_side = 256
+        with pytest.raises(
+            BackendError,
+            match=r"a 512x288 frame at --work-size 288 is over the 256-pixel side .* "
+            r"--work-size 144 or less, or --backend openvino",
+        ):
+            st.run(np.full((360, 640, 3), 128, np.uint8))
 
 
 def test_a_runtime_that_cannot_build_is_one_line(assets, tmp_path, monkeypatch):

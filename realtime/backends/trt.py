@@ -76,6 +76,7 @@ class TensorRtEngine(Engine):
             self._context = self._engine.create_execution_context()
             self._stream = torch.cuda.Stream(self.device)
         self._min, _, self._max = profile_shapes(spec.role)
+        self.max_side = self._max[1]
 
     def run_tensor(self, images):
         """uint8 NHWC CUDA tensor in, uint8 NHWC CUDA tensor out: no host round trip. Runs on
