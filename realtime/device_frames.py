@@ -55,9 +55,10 @@ class DeviceFrames:
                 yield
             return
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
+        stream = torch.cuda.current_stream(self.device)  # this device's, not whichever is current
+        start.record(stream)
         yield
-        end.record()
+        end.record(stream)
         if not hasattr(self._local, "pending"):
             self._local.pending = []
         self._local.pending.append((timings, name, start, end))

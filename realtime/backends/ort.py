@@ -18,7 +18,10 @@ class OrtEngine(Engine):
         if spec.device.startswith("cuda"):
             idx = int(spec.device.split(":")[1]) if ":" in spec.device else 0
             # use_tf32 is on by default in the CUDA provider; FP32 must match TensorFlow.
-            providers = [("CUDAExecutionProvider", {"device_id": idx, "use_tf32": 0}), "CPUExecutionProvider"]
+            # cuDNN's exhaustive algorithm search (the provider's default) runs again for each new
+            # input shape, as every new number of heads is: a stall live. Its heuristic does not search.
+            cuda = {"device_id": idx, "use_tf32": 0, "cudnn_conv_algo_search": "HEURISTIC"}
+            providers = [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
         opts = ort.SessionOptions()

@@ -19,9 +19,10 @@ class TorchEngine(Engine):
         self.spec = spec
         self._torch = torch
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[spec.precision]
-        if spec.precision == "fp32" and spec.device.startswith("cuda"):
-            # FP32 must match TensorFlow: cuDNN convolutions default to TF32 on Ampere and later
-            # (10-bit mantissa). Process-wide switches: torch has no per-module one.
+        if spec.device.startswith("cuda"):
+            # FP32 must match TensorFlow (and FP16 engines run the guided filter in FP32): cuDNN
+            # convolutions default to TF32 on Ampere and later (10-bit mantissa). Process-wide
+            # switches: torch has no per-module one.
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
         self.model = DCTNet.from_graph(graph).to(spec.device)

@@ -83,6 +83,11 @@ class TensorRtEngine(Engine):
         this engine's own stream, ordered after the caller's stream and before it."""
         torch = self._torch
         shape = tuple(images.shape)
+        on = images.device
+        if images.dtype != torch.uint8 or on.type != "cuda" or (on.index or 0) != device_index(self.spec.device):
+            raise BackendError(
+                f"the TensorRT engine on {self.spec.device} takes uint8 there, got {images.dtype} on {on}"
+            )
         if any(s < lo or s > hi for s, lo, hi in zip(shape, self._min, self._max, strict=True)):
             raise BackendError(f"TensorRT {self.spec.role} engine takes shapes {self._min}..{self._max}, got {shape}")
         with _on(self.spec.device):
@@ -164,8 +169,8 @@ class TensorRtBackend(Backend):
                 errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
                 raise BackendError(f"TensorRT could not parse {onnx}: {errors}")
             config = builder.create_builder_config()
-            if spec.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
-                config.clear_flag(trt.BuilderFlag.TF32)  # on by default; FP32 must match TensorFlow
+            if hasattr(trt.BuilderFlag, "TF32"):  # on by default; FP32 layers (all of an fp32 plan, the
+                config.clear_flag(trt.BuilderFlag.TF32)  # guided filter of an fp16 one) must match TensorFlow
             timing = _timing_cache_path(shared, spec.device)
             cache = config.create_timing_cache(timing.read_bytes() if timing.exists() else b"")
             if not config.set_timing_cache(cache, False):  # a cache from another version: start afresh
