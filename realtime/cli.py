@@ -202,6 +202,7 @@ def cam_main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser, ("live", "models", "engine", "faces", "look", "video", "encoder", "output"), mode.preset)
     parser.add_argument("--list-devices", action="store_true", help="list the cameras found and exit")
+    parser.add_argument("--doctor", action="store_true", help="say what this machine will use and why, and exit")
     parser.add_argument(
         "--overlay",
         nargs="?",
@@ -216,6 +217,12 @@ def cam_main(argv: list[str] | None = None) -> int:
         from .sources import print_cameras
 
         return print_cameras()
+    if args.doctor:
+        from .doctor import main as doctor
+
+        return doctor(
+            [*(["--cache-dir", str(args.cache_dir)] if args.cache_dir else []), *["--offline"] * args.offline]
+        )
 
     def body(interrupts: Interrupts) -> int:
         from .options import explicit, settle

@@ -1,0 +1,190 @@
+"""``cartoon-doctor`` (also ``cartoon-cam --doctor``): what this machine will use and why, on
+one screen, for the commonest complaint in this field, "the GPU is not used". Each backend
+on each device is ready or says exactly why not and what fixes it; ``--json`` is the same for
+a bug report. It looks and reports; it changes nothing (the model hub is asked one HEAD)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+# /proc/cpuinfo flag -> the name users know; the units INT8 and wide FP32 speed up on
+VECTOR_UNITS = {
+    "avx2": "AVX2",
+    "avx512f": "AVX-512",
+    "avx512_vnni": "AVX-512 VNNI",
+    "avx_vnni": "AVX-VNNI",
+    "amx_int8": "AMX",
+    "asimddp": "Arm dot product",
+}
+
+
+DEVICES = {"tensorrt": ("cuda",), "openvino": ("cpu",)}  # where each backend can run (else CPU and CUDA)
+
+
+def cpu() -> dict:
+    """The CPU's model name, cores and vector units (from /proc/cpuinfo where there is one)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = re.search(r"^(?:model name|Hardware|Processor)\s*:\s*(.+)$", info, re.M)
+    flags = set(re.findall(r"\S+", (re.search(r"^(?:flags|Features)\s*:\s*(.+)$", info, re.M) or [None, ""])[1]))
+    return {
+        "model": model[1].strip() if model else platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "units": [name for flag, name in VECTOR_UNITS.items() if flag in flags],
+    }
+
+
+def gpus() -> dict:
+    """NVIDIA GPUs and their driver (nvidia-smi), and what torch sees."""
+    found, driver = [], None
+    if smi := shutil.which("nvidia-smi"):
+        query = [smi, "--query-gpu=name,driver_version", "--format=csv,noheader"]
+        try:
+            rows = subprocess.run(query, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()
+            found = [r.split(",")[0].strip() for r in rows if r.strip()]
+            driver = rows[0].split(",")[1].strip() if rows and "," in rows[0] else None
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    try:
+        import torch
+
+        torch_sees = f"torch {torch.__version__}: CUDA {torch.version.cuda or 'none (a CPU build)'}, " + (
+            f"{torch.cuda.device_count()} device(s)" if torch.cuda.is_available() else "no CUDA device"
+        )
+    except ImportError:
+        torch_sees = "torch is not installed"
+    return {"nvidia": found, "driver": driver, "nvidia_smi": bool(smi), "torch": torch_sees}
+
+
+def backends() -> list[dict]:
+    """Each backend on each device it may use: ready, or the reason with its fix."""
+    from .engine import backend_names, get_backend
+
+    out = []
+    for name in backend_names():
+        b = get_backend(name)
+        for device in DEVICES.get(name, ("cpu", "cuda")):
+            try:
+                reason = b.unavailable(device)
+            except Exception as e:  # a broken install: say it, go on with the others
+                reason = f"{type(e).__name__}: {str(e).strip()[:160]}"
+            out.append({"backend": name, "device": device, "ready": reason is None, "reason": reason})
+    return out
+
+
+def engines() -> dict:
+    """What ``cartoon-cam`` and ``cartoon-video`` would run here with their defaults."""
+    from .engine import resolve_spec
+    from .errors import CartoonError
+    from .options import MODES, Options, in_mode
+
+    out = {}
+    for command, mode in (("cartoon-cam", "live"), ("cartoon-video", "file")):
+        try:
+            o, notes = in_mode(Options(), MODES[mode])
+            spec = resolve_spec(o.backend, o.precision, o.engine_device)
+            out[command] = f"{spec.backend} {spec.precision} on {spec.device}" + (f" ({notes[0]})" if notes else "")
+        except CartoonError as e:
+            out[command] = f"nothing runs: {e}"
+    return out
+
+
+def virtual_camera() -> str:
+    """Whether a virtual camera can be offered, or how to get one."""
+    from .sinks import virtual_camera_hint
+
+    if platform.system() == "Linux":
+        names = [p.read_text().strip() for p in Path("/sys/devices/virtual/video4linux").glob("*/name")]
+        if Path("/sys/module/v4l2loopback").exists():
+            return "v4l2loopback is loaded" + (f" ({', '.join(names)})" if names else "")
+        return f"v4l2loopback is not loaded; {virtual_camera_hint()}"
+    return f"not checked on {platform.system()}; {virtual_camera_hint()}"
+
+
+def hub(offline: bool) -> str:
+    """Whether the model hub answers (one HEAD request, 5 s at most)."""
+    if offline:
+        return "not asked (--offline)"
+    import urllib.error
+    import urllib.request
+
+    from .models import endpoint
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint(), method="HEAD"), timeout=5).close()
+        return f"{endpoint()} answers"
+    except urllib.error.HTTPError as e:  # it answered, if not with a page
+        return f"{endpoint()} answers (HTTP {e.code})"
+    except (OSError, ValueError) as e:
+        why = getattr(e, "reason", e)
+        return f"{endpoint()} does not answer ({why}); run offline with --model-dir and --face-model"
+
+
+def examine(cache: str | Path | None = None, offline: bool = False) -> dict:
+    from .cache import cache_dir
+    from .sources import list_cameras
+
+    folder = cache_dir(cache)
+    probe = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
+    system = f"{platform.system()} {platform.release()} ({platform.machine()})"
+    return {
+        "system": f"{system}, Python {platform.python_version()}",
+        "cpu": cpu(),
+        "gpus": gpus(),
+        "backends": backends(),
+        "engines": engines(),
+        "cameras": [name for name, _ in list_cameras()],
+        "virtual_camera": virtual_camera(),
+        "cache": {"folder": str(folder), "free_gb": round(shutil.disk_usage(probe).free / 1e9, 1)},
+        "hub": hub(offline),
+    }
+
+
+def render(r: dict) -> str:
+    c, g = r["cpu"], r["gpus"]
+    lines = [
+        f"system     {r['system']}",
+        f"cpu        {c['model']}, {c['cores']} cores; {', '.join(c['units']) or 'no AVX2'}",
+        "gpus       "
+        + (f"{', '.join(g['nvidia'])} (driver {g['driver']})" if g["nvidia"] else "no NVIDIA GPU found")
+        + ("" if g["nvidia_smi"] else " (no nvidia-smi)")
+        + f"; {g['torch']}",
+    ]
+    for b in r["backends"]:
+        state = "ready" if b["ready"] else f"no: {b['reason']}"
+        lines.append(f"backend    {b['backend'] + ' on ' + b['device']:22} {state}")
+    lines += [f"{cmd:10} would run {spec}" for cmd, spec in r["engines"].items()]
+    lines += [
+        f"cameras    {', '.join(r['cameras']) or 'none found'}",
+        f"virtual    {r['virtual_camera']}",
+        f"cache      {r['cache']['folder']} ({r['cache']['free_gb']} GB free)",
+        f"model hub  {r['hub']}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .console import run_command
+
+    parser = argparse.ArgumentParser(prog="cartoon-doctor", description="Say what this machine will use, and why.")
+    parser.add_argument("--json", action="store_true", help="the same as JSON, for a bug report")
+    parser.add_argument("--offline", action="store_true", help="do not ask the model hub whether it answers")
+    parser.add_argument("--cache-dir", type=Path, help="cache directory (default: $CARTOON_CAM_HOME or platform's)")
+    args = parser.parse_args(argv)
+
+    def body(interrupts) -> None:
+        r = examine(args.cache_dir, args.offline)
+        print(json.dumps(r, indent=1) if args.json else render(r))
+
+    return run_command(parser.prog, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
