@@ -26,7 +26,12 @@ VECTOR_UNITS = {
 }
 
 
-DEVICES = {"tensorrt": ("cuda",), "openvino": ("cpu",)}  # where each backend can run (else CPU and CUDA)
+DEVICES = {  # where each backend can run
+    "tensorrt": ("cuda",),
+    "onnxruntime": ("cpu", "cuda", "dml", "coreml"),
+    "openvino": ("cpu", "gpu", "npu"),
+    "torch": ("cpu", "cuda"),
+}
 
 
 def cpu() -> dict:
@@ -70,7 +75,7 @@ def backends() -> list[dict]:
     out = []
     for name in backend_names():
         b = get_backend(name)
-        for device in DEVICES.get(name, ("cpu", "cuda")):
+        for device in DEVICES.get(name, ("cpu",)):
             try:
                 reason = b.unavailable(device)
             except Exception as e:  # a broken install: say it, go on with the others

@@ -150,7 +150,7 @@ def resolve_spec(
         for name in AUTO_ORDER:
             b = get_backend(name)
             dev = b.default_device() if device == "auto" else device
-            if name == "onnxruntime" and not dev.startswith("cuda"):
+            if name == "onnxruntime" and dev == "cpu":
                 continue  # on CPU OpenVINO is faster; ORT-CPU stays available by name
             if (reason := b.unavailable(dev)) is None and (precision == "auto" or precision in b.precisions):
                 return resolve_spec(name, precision, dev, role)

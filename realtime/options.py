@@ -57,7 +57,13 @@ class Options:
         choices=["auto", *precision_names()],
     )
     engine_threads: int = opt(0, "CPU threads per engine (0: all cores)", "engine", type=int, metavar="N")
-    engine_device: str = opt("auto", "where the engine runs: auto, cpu, cuda or cuda:N", "engine", metavar="DEV")
+    engine_device: str = opt(
+        "auto",
+        "where the engine runs: auto (a GPU where one is found), cpu, cuda or cuda:N (NVIDIA), dml or dml:N "
+        "(DirectML on Windows, ONNX Runtime), coreml (Apple silicon), gpu, gpu:N or npu (Intel, OpenVINO)",
+        "engine",
+        metavar="DEV",
+    )
     # faces
     faces: bool = opt(
         True, "find faces and stylize them with the head model (--no-faces: background graph only)", "faces"
@@ -357,6 +363,9 @@ def in_mode(options: Options, mode: Mode, given: frozenset[str] = frozenset()) -
     return settle(options.replace(**preset), mode, given)
 
 
+UNTRIED = {"dml", "coreml", "gpu", "npu"}  # devices written to their documentation, not yet run on one
+
+
 def settle(options: Options, mode: Mode, given: frozenset[str] = frozenset()) -> tuple[Options, list[str]]:
     """The options a command runs with, and a line for each preset value that had to change:
     the preset's INT8 where the backend has none (a GPU runs its own default, FP16), and on a
@@ -373,6 +382,12 @@ def settle(options: Options, mode: Mode, given: frozenset[str] = frozenset()) ->
         changes["precision"] = "auto"
         auto = resolve_spec(spec.backend, "auto", spec.device).precision
         notes.append(f"the {mode.name} preset's {options.precision} is not in {spec.backend}; running {auto}")
+    if spec.device.partition(":")[0] in UNTRIED:
+        how = "asked for" if "engine_device" in given else "picked: the GPU it found"
+        notes.append(
+            f"engines: {spec.backend} on {spec.device} ({how}); this device is written to its runtime's "
+            "documentation, not yet run on one by us: --engine-device cpu if it misbehaves"
+        )
     preset_heads = "head_interval" not in given and options.head_interval == mode.preset.get("head_interval")
     if options.smoothing == 0 and preset_heads:
         changes["head_interval"] = 1  # only the smoothing carries heads between head anchors

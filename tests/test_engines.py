@@ -505,3 +505,36 @@ def test_onnx_runtime_on_cuda_needs_no_torch_to_key_its_artifact(monkeypatch):
     the device without asking torch, whose absence was a traceback."""
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
     assert engine_cache.device_id("cuda:1") == "cuda:1"
+
+
+def test_gpus_beyond_nvidia_are_chosen_by_what_the_runtimes_find(assets, session_cache, monkeypatch):
+    """DirectML and CoreML through ONNX Runtime, Intel GPUs and NPUs through OpenVINO: written
+    to their documentation, not run here; what is tested is which device is picked and what is
+    said where one is missing (the runtimes' device lists stood in for), and, with the real
+    CPU-only onnxruntime, that a DirectML session that falls back to the CPU is an error."""
+    import onnxruntime as ort
+
+    import realtime.backends.ov as ov
+    from realtime.backends.ort import BACKEND as Ort
+    from realtime.backends.ort import OrtEngine
+    from realtime.exports import export_onnx
+    from realtime.options import MODES, settle
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA is found first on this machine")
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["DmlExecutionProvider", "CPUExecutionProvider"])
+    assert Ort.unavailable("dml:1") is None and Ort.default_device() == "dml"
+    assert resolve_spec() == EngineSpec("onnxruntime", "fp32", "dml", "head")
+    assert "on macOS: pip install onnxruntime" in Ort.unavailable("coreml")
+    assert Ort.unavailable("rocm").startswith("onnxruntime runs on cpu, cuda, dml, coreml")
+    _, notes = settle(Options(), MODES["file"])
+    assert any(n.startswith("engines: onnxruntime on dml (picked: the GPU it found)") for n in notes), notes
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(ov, "ov_devices", lambda: ["CPU", "GPU.0", "GPU.1", "GPU"])
+    assert ov.BACKEND.default_device() == "gpu" and ov.BACKEND.unavailable("gpu:1") is None
+    assert resolve_spec(precision="int8").device == "gpu" and ov.ov_device("gpu:1") == "GPU.1"
+    assert ov.BACKEND.unavailable("npu").startswith("OpenVINO sees no Intel NPU here (it sees: CPU, GPU.0")
+    assert ov.BACKEND.unavailable("cuda").startswith("backend openvino runs on cpu, gpu (gpu:N) or npu")
+    monkeypatch.undo()
+    with pytest.raises(BackendError, match=r"could not start its DirectML provider on dml .*onnxruntime-directml"):
+        OrtEngine(export_onnx(asset(assets, "fixtures/dctnet_tiny.pb")), EngineSpec("onnxruntime", "fp32", "dml"))

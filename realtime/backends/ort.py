@@ -1,4 +1,6 @@
-"""ONNX Runtime: the exported graph on the CPU or CUDA execution provider (FP32)."""
+"""ONNX Runtime: the exported graph on the CPU, or on a GPU through its CUDA, DirectML
+(Windows: AMD, Intel and NVIDIA) or CoreML (Apple silicon) provider (FP32). DirectML and
+CoreML are written to their documentation and not yet run on such a machine."""
 
 from __future__ import annotations
 
@@ -9,32 +11,54 @@ import numpy as np
 from ..engine import Backend, Engine, EngineSpec
 from ..errors import BackendError
 
+# --engine-device kind -> (ONNX Runtime's provider, what to install where it is missing)
+PROVIDERS = {
+    "cuda": ("CUDAExecutionProvider", "pip install onnxruntime-gpu (instead of onnxruntime)"),
+    "dml": ("DmlExecutionProvider", "on Windows: pip install onnxruntime-directml (instead of onnxruntime)"),
+    "coreml": ("CoreMLExecutionProvider", "on macOS: pip install onnxruntime (its Mac wheels have CoreML)"),
+}
+NAMES = {"cuda": "CUDA", "dml": "DirectML", "coreml": "CoreML"}
+
+
+def providers_for(device: str) -> list:
+    """The session's providers for ``device``, each with its options, CPU last (for the ops a
+    provider does not take: CoreML hands some back)."""
+    kind, _, index = device.partition(":")
+    idx = int(index or 0)
+    if kind == "cuda":
+        # use_tf32 is on by default in the CUDA provider; FP32 must match TensorFlow. cuDNN's
+        # exhaustive algorithm search (its default) runs again for each new input shape, as
+        # every new number of heads is: a stall live. Its heuristic does not search.
+        options = {"device_id": idx, "use_tf32": 0, "cudnn_conv_algo_search": "HEURISTIC"}
+    elif kind == "dml":
+        options = {"device_id": idx}
+    elif kind == "coreml":
+        options = {"ModelFormat": "MLProgram", "MLComputeUnits": "ALL"}
+    else:
+        return ["CPUExecutionProvider"]
+    return [(PROVIDERS[kind][0], options), "CPUExecutionProvider"]
+
 
 class OrtEngine(Engine):
     def __init__(self, onnx: Path, spec: EngineSpec, threads: int = 0):
         import onnxruntime as ort
 
         self.spec = spec
-        if spec.device.startswith("cuda"):
-            idx = int(spec.device.split(":")[1]) if ":" in spec.device else 0
-            # use_tf32 is on by default in the CUDA provider; FP32 must match TensorFlow.
-            # cuDNN's exhaustive algorithm search (the provider's default) runs again for each new
-            # input shape, as every new number of heads is: a stall live. Its heuristic does not search.
-            cuda = {"device_id": idx, "use_tf32": 0, "cudnn_conv_algo_search": "HEURISTIC"}
-            providers = [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
-        else:
-            providers = ["CPUExecutionProvider"]
+        kind = spec.device.partition(":")[0]
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(onnx), opts, providers=providers)
-        if spec.device.startswith("cuda") and "CUDAExecutionProvider" not in self.session.get_providers():
-            # ONNX Runtime falls back to the CPU without an error when its CUDA libraries do not
-            # load, and lists the provider as available all the same.
+        if kind == "dml":  # DirectML's documented needs: no memory patterns, sequential execution
+            opts.enable_mem_pattern = False
+            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(str(onnx), opts, providers=providers_for(spec.device))
+        if kind in PROVIDERS and PROVIDERS[kind][0] not in self.session.get_providers():
+            # ONNX Runtime falls back to the CPU without an error when a provider does not load
+            # (CUDA's libraries missing), and lists it as available all the same.
             raise BackendError(
-                f"onnxruntime could not start its CUDA provider on {spec.device} (onnxruntime "
-                f"{ort.__version__}: the CUDA and cuDNN libraries it was built for did not load); install the "
-                "onnxruntime-gpu that matches your CUDA, or leave out --engine-device to run on the CPU"
+                f"onnxruntime could not start its {NAMES[kind]} provider on {spec.device} (onnxruntime "
+                f"{ort.__version__}: the libraries it was built for did not load); {PROVIDERS[kind][1]} "
+                "to match your GPU's driver, or leave out --engine-device to run on the CPU"
             )
 
     def run(self, images: np.ndarray) -> np.ndarray:
@@ -52,17 +76,24 @@ class OrtBackend(Backend):
             import onnxruntime as ort
         except ImportError:
             return "backend onnxruntime is not installed; pip install onnxruntime (or onnxruntime-gpu)"
-        if device.startswith("cuda") and "CUDAExecutionProvider" not in ort.get_available_providers():
-            return "onnxruntime has no CUDA execution provider here; pip install onnxruntime-gpu"
+        kind = device.partition(":")[0]
+        if kind == "cpu":
+            return None
+        if kind not in PROVIDERS:
+            return f"onnxruntime runs on cpu, {', '.join(PROVIDERS)} (with :N for a GPU), not {device}"
+        if PROVIDERS[kind][0] not in ort.get_available_providers():
+            return f"onnxruntime has no {NAMES[kind]} execution provider here; {PROVIDERS[kind][1]}"
         return None
 
     @classmethod
     def default_device(cls) -> str:
+        """The first GPU provider this onnxruntime has (CUDA, DirectML, CoreML), else the CPU."""
         try:
             import onnxruntime as ort
         except ImportError:
             return "cpu"
-        return "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+        have = ort.get_available_providers()
+        return next((kind for kind, (provider, _) in PROVIDERS.items() if provider in have), "cpu")
 
     @classmethod
     def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path, shared: Path) -> Path:

@@ -1,4 +1,6 @@
-"""OpenVINO on the CPU: FP32, BF16 (where the CPU has it) and INT8 (``ov_int8``)."""
+"""OpenVINO on the CPU (FP32, BF16 where the CPU has it, INT8 by ``ov_int8``), and on Intel
+GPUs and NPUs (``--engine-device gpu``, ``gpu:N``, ``npu``: written to OpenVINO's device
+documentation, not yet run on one)."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ class OpenVinoEngine(Engine):
         self.spec = spec
         core = shared_core()
         config = {"PERFORMANCE_HINT": "LATENCY"}
-        if threads:
+        if threads and spec.device == "cpu":
             config["INFERENCE_NUM_THREADS"] = threads
         # int8 runs its quantized ops; the rest in the CPU's default (BF16 where it has AMX)
         if spec.precision in ("fp32", "bf16"):
@@ -44,7 +46,8 @@ class OpenVinoEngine(Engine):
         if shape not in self._compiled:
             model = self._model.clone()
             model.reshape({0: list(shape)})
-            self._compiled[shape] = self._core.compile_model(model, "CPU", self._config).create_infer_request()
+            compiled = self._core.compile_model(model, ov_device(self.spec.device), self._config)
+            self._compiled[shape] = compiled.create_infer_request()
         return self._compiled[shape]
 
     def run(self, images: np.ndarray) -> np.ndarray:
@@ -60,13 +63,26 @@ class OpenVinoBackend(Backend):
 
     @classmethod
     def unavailable(cls, device: str) -> str | None:
-        if device != "cpu":
-            return "backend openvino runs on the CPU here; use --engine-device cpu"
+        kind = device.partition(":")[0]
+        if kind not in ACCELERATORS and kind != "cpu":
+            return f"backend openvino runs on cpu, gpu (gpu:N) or npu (Intel), not {device}"
         try:
             openvino()
         except ImportError:
             return "backend openvino is not installed; pip install openvino"
+        if kind != "cpu" and ov_device(device) not in ov_devices():
+            seen = ", ".join(ov_devices()) or "none"
+            which = f"Intel {kind.upper()}" + (f" {ov_device(device)}" if ":" in device else "")
+            return f"OpenVINO sees no {which} here (it sees: {seen}); {ACCELERATORS[kind]}"
         return None
+
+    @classmethod
+    def default_device(cls) -> str:
+        """An Intel GPU where OpenVINO sees one, else the CPU."""
+        try:
+            return "gpu" if "GPU" in ov_devices() else "cpu"
+        except ImportError:
+            return "cpu"
 
     @classmethod
     def runtime_id(cls) -> dict[str, str]:
@@ -86,6 +102,26 @@ class OpenVinoBackend(Backend):
     @classmethod
     def load(cls, graph: Path, spec: EngineSpec, artifact: Path, threads: int = 0) -> Engine:
         return OpenVinoEngine(artifact, spec, threads)
+
+
+# --engine-device kind -> what makes OpenVINO see it
+ACCELERATORS = {
+    "gpu": "install Intel's GPU driver (the compute runtime; on Windows the Arc/Iris driver)",
+    "npu": "install Intel's NPU driver (Core Ultra processors)",
+}
+
+
+def ov_device(device: str) -> str:
+    """OpenVINO's name for ``--engine-device``: cpu -> CPU, gpu -> GPU, gpu:1 -> GPU.1, npu -> NPU."""
+    kind, _, index = device.partition(":")
+    return kind.upper() + (f".{index}" if index else "")
+
+
+def ov_devices() -> list[str]:
+    """The devices OpenVINO's plugins find (CPU, GPU or GPU.0 and GPU.1, NPU); a single GPU
+    is also reachable as plain GPU."""
+    found = list(shared_core().available_devices)
+    return [*found, "GPU"] if any(d.startswith("GPU.") for d in found) and "GPU" not in found else found
 
 
 def keep_divisions(model):
