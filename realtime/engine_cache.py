@@ -15,7 +15,7 @@ from pathlib import Path
 from .cache import atomic_dir, cache_dir, cached_artifact, file_sha256
 from .console import say
 from .engine import Engine, EngineSpec, device_index, get_backend
-from .errors import BackendError
+from .errors import BackendError, DeviceError
 from .exports import export_onnx, onnx_dir, onnx_key
 
 
@@ -25,11 +25,12 @@ def device_id(device: str) -> str:
     if device.startswith("cuda"):
         try:
             import torch
-        except ImportError:  # ONNX Runtime's CUDA without torch: its artifact is the ONNX file itself
-            return device
-        idx = device_index(device)
-        major, minor = torch.cuda.get_device_capability(idx)
-        return f"{torch.cuda.get_device_name(idx)} sm_{major}{minor}"
+
+            idx = device_index(device)
+            major, minor = torch.cuda.get_device_capability(idx)
+            return f"{torch.cuda.get_device_name(idx)} sm_{major}{minor}"
+        except (ImportError, AssertionError, RuntimeError):  # ONNX Runtime's CUDA without torch's (or
+            return device  # any): its artifact is the ONNX file itself, whatever the GPU
     return f"cpu:{platform.machine()}"
 
 
@@ -81,6 +82,10 @@ def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, l
         atomic_dir(final, fill)
     except (BackendError, KeyboardInterrupt):
         raise
+    except OSError as e:  # a full disk or a folder gone read-only: not a damaged export
+        raise BackendError(
+            f"cannot write the engine cache {final.parent} ({e.strerror or e}); free space, or pass --cache-dir"
+        ) from None
     except Exception as e:  # a damaged cached export (a truncated model.onnx): export again, once
         if log:
             log(f"building from the cached ONNX export failed ({str(e).strip()[:200]}); exporting it again")
@@ -109,6 +114,8 @@ def load_engine(
     artifact = build(graph, spec, root, log)
     try:
         return b.load(Path(graph), spec, artifact, threads)
+    except DeviceError:
+        raise  # the device, not the cached file: a rebuild would fail the same way
     except Exception as e:
         if not b.builds:
             raise

@@ -13,6 +13,11 @@ class BackendError(CartoonError):
     """An inference backend is not installed or cannot run the request."""
 
 
+class DeviceError(BackendError):
+    """The device asked for cannot run here (a driver or a runtime's libraries missing):
+    rebuilding the engine would not help."""
+
+
 class InputError(CartoonError):
     """An input image or video cannot be used."""
 

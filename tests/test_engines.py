@@ -340,6 +340,12 @@ def test_onnxruntime_that_falls_back_to_the_cpu_is_an_error(assets, session_cach
     onnx = export_onnx(asset(assets, "fixtures/dctnet_tiny.pb"))
     with pytest.raises(BackendError, match=r"could not start its CUDA provider on cuda:0 .*onnxruntime-gpu"):
         OrtEngine(onnx, EngineSpec("onnxruntime", "fp32", "cuda:0", "head"))
+    log: list[str] = []  # through the cache: the device, not the file, so nothing is rebuilt
+    with pytest.raises(BackendError, match="could not start its CUDA provider"):
+        load_engine(
+            asset(assets, "fixtures/dctnet_tiny.pb"), EngineSpec("onnxruntime", "fp32", "cuda:0"), log=log.append
+        )
+    assert not any("rebuilding" in m for m in log), log
 
 
 def test_fp16_onnx_for_tensorrt_is_faithful(assets, session_cache):

@@ -4,12 +4,16 @@ CoreML are written to their documentation and not yet run on such a machine."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..engine import Backend, Engine, EngineSpec
-from ..errors import BackendError
+from ..errors import DeviceError
+
+# ONNX Runtime warns, with its install path, of a provider it lacks; the check after the session says it
+warnings.filterwarnings("ignore", message="Specified provider .* is not in available provider names")
 
 # --engine-device kind -> (ONNX Runtime's provider, what to install where it is missing)
 PROVIDERS = {
@@ -45,6 +49,7 @@ class OrtEngine(Engine):
 
         self.spec = spec
         kind = spec.device.partition(":")[0]
+        ort.set_default_logger_severity(3)  # its own warnings (a provider it lacks) are said our way
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         opts.intra_op_num_threads = threads
@@ -55,7 +60,7 @@ class OrtEngine(Engine):
         if kind in PROVIDERS and PROVIDERS[kind][0] not in self.session.get_providers():
             # ONNX Runtime falls back to the CPU without an error when a provider does not load
             # (CUDA's libraries missing), and lists it as available all the same.
-            raise BackendError(
+            raise DeviceError(
                 f"onnxruntime could not start its {NAMES[kind]} provider on {spec.device} (onnxruntime "
                 f"{ort.__version__}: the libraries it was built for did not load); {PROVIDERS[kind][1]} "
                 "to match your GPU's driver, or leave out --engine-device to run on the CPU"
