@@ -111,7 +111,7 @@ def encoder_options(codec: str, crf: int, preset: str, keyint: int = 250, immedi
     gop = {"g": str(keyint + 1)}
     if codec in ("libx264", "libx265"):
         no_delay = {}
-        if immediate:
+        if immediate and preset != "ultrafast":  # ultrafast has neither B-frames nor lookahead to cut
             no_delay = (
                 {"x264-params": "sliced-threads=1:rc-lookahead=2:sync-lookahead=0:bframes=1"}
                 if codec == "libx264"
@@ -281,7 +281,7 @@ class VideoFileSink(Sink):
                 self.audio.flush()
             self.out.close()
             self.notes += self.file.finish()
-        except OSError as e:
+        except (OSError, av.FFmpegError) as e:  # an encoder's refusal need not be an errno
             if self._grows_in_place:
                 self._discard()
                 raise self._write_error(e) from None
@@ -359,11 +359,15 @@ class PartFile:
                 os.replace(joined, self.path)
                 self.discard()
                 return []
-            except (OSError, av.FFmpegError) as e:  # a full disk: the part, complete, is the file
-                with contextlib.suppress(OSError):
-                    joined.unlink()
+            except (OSError, av.FFmpegError, ValueError) as e:  # a full disk: the part, complete, is the file
                 os.replace(self.tmp, self.path)
                 return [f"{self.path.name} stays in fragments ({_reason(e)}); its audio may start a few ms early"]
+            except BaseException:  # a second Ctrl-C: the complete part is the file all the same
+                os.replace(self.tmp, self.path)
+                raise
+            finally:
+                with contextlib.suppress(OSError):
+                    joined.unlink()
         os.replace(self.tmp, self.path)
         return []
 
@@ -385,9 +389,9 @@ def join_fragments(src: Path, dst: Path) -> None:
                 plain.mux(packet)
 
 
-def _reason(e: OSError) -> str:
+def _reason(e: Exception) -> str:
     """The OS's words for a write failure ("No space left on device"), without FFmpeg's path."""
-    return e.strerror or str(e).split(":")[0]
+    return getattr(e, "strerror", None) or str(e).split(":")[0]
 
 
 class BackgroundSink(Sink):

@@ -274,7 +274,15 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_written_output(assets, args,
     assert not out.exists() and all(str(p) in line for p in full_disk.iterdir())
 
 
-def test_a_failure_at_finishing_keeps_the_frames_so_far(tmp_path):
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        lambda: av.error.PermissionError(1, "Operation not permitted"),
+        lambda: av.error.InvalidDataError(1094995529, "Invalid data found when processing input"),
+    ],
+    ids=["errno", "ffmpeg"],
+)
+def test_a_failure_at_finishing_keeps_the_frames_so_far(tmp_path, refusal):
     """The encoder refusing its flush (an hour's timestamp jump once did: "Operation not
     permitted") removed a whole run's work. The frames so far stay in the hidden part, named
     by the error; the output's own name is never half written."""
@@ -291,7 +299,7 @@ def test_a_failure_at_finishing_keeps_the_frames_so_far(tmp_path):
 
         def encode(self, frame):
             if frame is None:
-                raise av.error.PermissionError(1, "Operation not permitted")
+                raise refusal()
             return self.stream.encode(frame)
 
     out, tb = tmp_path / "out.mp4", Fraction(1, 25)
@@ -300,7 +308,7 @@ def test_a_failure_at_finishing_keeps_the_frames_so_far(tmp_path):
     for i in range(100):
         image = np.full((48, 64, 3), i * 2, np.uint8)
         sink.send(Frame(image, i, tb, i, time.monotonic()), image)
-    with pytest.raises(OutputError, match=r"Operation not permitted\); the frames so far are kept in (.*)") as e:
+    with pytest.raises(OutputError, match=r"\); the frames so far are kept in (.*)") as e:
         sink.close(complete=True)
     part = Path(str(e.value).rsplit(" kept in ", 1)[1])
     assert not out.exists() and part.parent == tmp_path and part.name.startswith(".out.mp4.part")
