@@ -119,7 +119,7 @@ class FileSource:
         return w, h
 
     def _decode(self) -> Iterator[Frame]:
-        i, size, said_repair = 0, None, False
+        i, size, told = 0, None, 0
         timeline = _Timeline(self.time_base, self.fps)
         if self.start is not None:
             pts, i = self.start
@@ -136,9 +136,9 @@ class FileSource:
                     image = self._rescaled(image, size, i)
                 yield Frame(image, pts, self.time_base, i, time.monotonic())
                 i += 1
-                if timeline.said and not said_repair:
-                    said_repair = True
-                    self.notes.append(f"{self.path.name}: {timeline.said}")
+                if len(timeline.said) > told:  # each kind of repair said once, as it happens
+                    self.notes += [f"{self.path.name}: {t}" for t in list(timeline.said.values())[told:]]
+                    told = len(timeline.said)
         except av.FFmpegError as e:
             self.warning = f"{self.path.name}: decoding stopped at frame {i} ({e}); the rest is unreadable"
         if self.warning is None and self.frame_count and i < self.frame_count:
@@ -185,7 +185,7 @@ class _Timeline:
     encoder refuses that, so from such a frame on every later one is moved by the same amount
     to one frame after the last (their spacing kept); a jump of an hour (a clip's clock reset
     the other way) is closed up the same way; a pause of seconds (kept: the picture holds, as
-    in the source) is said too. ``said``: the first of these, for the user."""
+    in the source) is said too. ``said``: the first of each kind, for the user."""
 
     def __init__(self, time_base, fps: float):
         self.time_base = time_base
@@ -193,7 +193,10 @@ class _Timeline:
         self.offset = 0
         self.last: int | None = None
         self.spacing: int | None = None  # between the last two frames
-        self.said: str | None = None
+        self.said: dict[str, str] = {}  # kind (jump, pause, back) -> the first of that kind, for the user
+
+    def _say(self, kind: str, text: str) -> None:
+        self.said.setdefault(kind, text)
 
     def __call__(self, pts: int | None, time_base) -> int:
         if pts is not None and time_base != self.time_base:
@@ -201,31 +204,33 @@ class _Timeline:
         if pts is None:  # no timestamp at all: one frame after the last
             pts = (self.last + self.step if self.last is not None else 0) - self.offset
         out = pts + self.offset
+        at = float((self.last or 0) * self.time_base)
         if self.last is not None and (out - self.last) * self.time_base > GAP_SECONDS:
             jump = out - self.last - (self.spacing or self.step)  # the rate itself counts the gap in
             self.offset -= jump
             out -= jump
-            if self.said is None:
-                at, by = float(self.last * self.time_base), float(jump * self.time_base)
-                self.said = (
-                    f"timestamps jump forward {by:.0f} s after {at:.2f} s; the gap was closed up "
-                    "(sound after that point may drift)"
-                )
-        elif self.last is not None and (out - self.last) * self.time_base > PAUSE_SECONDS and self.said is None:
-            at, by = float(self.last * self.time_base), float((out - self.last) * self.time_base)
-            self.said = (
-                f"timestamps pause {by:.1f} s after {at:.2f} s; kept (the picture holds there, as in the source)"
+            by = float(jump * self.time_base)
+            self._say(
+                "jump",
+                f"timestamps jump forward {by:.0f} s after {at:.2f} s; the gap was closed up "
+                "(sound after that point may drift)",
+            )
+        elif self.last is not None and (out - self.last) * self.time_base > PAUSE_SECONDS:
+            by = float((out - self.last) * self.time_base)
+            self._say(
+                "pause",
+                f"timestamps pause {by:.1f} s after {at:.2f} s; kept (the picture holds there, as in the source)",
             )
         if self.last is not None and out <= self.last:
             back = self.last - out
             self.offset += back + self.step
             out += back + self.step
-            if self.said is None:
-                at, by = float(self.last * self.time_base), float(back * self.time_base)
-                self.said = (
-                    f"timestamps go back {by:.2f} s after {at:.2f} s; the frames from there on were moved "
-                    "to keep time going forward (sound after that point may drift)"
-                )
+            by = float(back * self.time_base)
+            self._say(
+                "back",
+                f"timestamps go back {by:.2f} s after {at:.2f} s; the frames from there on were "
+                "moved to keep time going forward (sound after that point may drift)",
+            )
         if self.last is not None and out > self.last:
             self.spacing = out - self.last
         self.last = out

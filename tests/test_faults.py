@@ -82,9 +82,9 @@ def read_only(tmp_path):
 # ---- files that are not what they seem
 
 
-def write_backwards_clip(path: Path, images: list[np.ndarray]) -> Path:
+def write_backwards_clip(path: Path, images: list[np.ndarray], pts: list[int] | None = None) -> Path:
     """A clip whose presentation times step back after 20 frames (25 fps, then 10 fps from
-    0.3 s), as a careless join of two clips gives."""
+    0.3 s), as a careless join of two clips gives; or ``pts`` (ms), as they are."""
     tb = Fraction(1, 1000)
     with av.open(str(path), "w") as out:
         s = out.add_stream("libx264", rate=25)
@@ -97,7 +97,7 @@ def write_backwards_clip(path: Path, images: list[np.ndarray]) -> Path:
             f.pts, f.time_base = i, tb
             packets += s.encode(f)
         packets += s.encode()
-        pts = [i * 40 for i in range(20)] + [300 + j * 100 for j in range(len(images) - 20)]
+        pts = pts or [i * 40 for i in range(20)] + [300 + j * 100 for j in range(len(images) - 20)]
         for i, p in enumerate(packets):
             p.dts, p.pts, p.time_base = i, max(pts[i], i), tb
             out.mux(p)
@@ -708,6 +708,15 @@ def test_a_pause_of_seconds_is_kept_and_said(tmp_path):
         assert [round(f.seconds * 1000) for f in source] == pts
         assert source.notes == [
             "pause.mp4: timestamps pause 10.0 s after 0.96 s; kept (the picture holds there, as in the source)"
+        ]
+    # a later step back is still said (the pause took the one note there was)
+    pts = [i * 40 for i in range(10)] + [3_360 + i * 40 for i in range(5)] + [1_000 + i * 40 for i in range(5)]
+    clip = write_backwards_clip(tmp_path / "both.mkv", [np.full((32, 48, 3), i, np.uint8) for i in range(20)], pts)
+    with FileSource(clip) as source:
+        list(source)
+        assert [n.split(";")[0] for n in source.notes] == [
+            "both.mkv: timestamps pause 3.0 s after 0.36 s",
+            "both.mkv: timestamps go back 2.52 s after 3.52 s",
         ]
 
 
