@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import tempfile
@@ -33,14 +32,11 @@ class Picture:
     note: str | None = None  # something the user should know (only the first frame was used)
 
 
-@contextlib.contextmanager
-def opened(path: str | Path):
-    """``Image.open`` with Pillow's warnings kept quiet for as long as the image is read:
-    damaged EXIF warns with Pillow's install path, and sizes are our own check."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Image.open(path) as im:
-            yield im
+# Pillow's warnings are not for our users: damaged EXIF warns with Pillow's install path, and
+# sizes are our own check (--max-pixels). Filters for the process, set once: a catch_warnings
+# around each read is not thread-safe, and the web server reads images on several threads.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def read_image(path: str | Path, max_pixels: int | None = None) -> Picture:
@@ -53,7 +49,7 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> Picture:
         kind = "a folder" if path.is_dir() else "not a regular file (a pipe or a device)"
         raise InputError(f"{path} is {kind}; give an image file")
     try:
-        with opened(path) as im:
+        with Image.open(path) as im:
             w, h = im.size
             if max_pixels and w * h > max_pixels:
                 raise InputError(

@@ -12,10 +12,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from .. import imageio  # noqa: F401 - its filters keep Pillow's warnings (and install path) quiet
 from ..errors import InputError
-from ..imageio import opened
 
 IMAGE_TYPES = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 CHUNK = 1 << 20
@@ -91,7 +91,7 @@ def check_size(path: Path, limit: int, flag: str) -> None:
 def sniff_image(path: Path, shown: str, limits: Limits) -> str:
     """The upload's image type (png, jpg, webp) from its bytes, or a one-line refusal."""
     try:
-        with opened(path) as im:
+        with Image.open(path) as im:
             kind, (w, h) = im.format, im.size
     except (UnidentifiedImageError, OSError):
         raise InputError(f"{shown} is not a PNG, JPEG or WebP image") from None
