@@ -52,11 +52,15 @@ def gpus() -> dict:
     if smi := shutil.which("nvidia-smi"):
         query = [smi, "--query-gpu=name,driver_version", "--format=csv,noheader"]
         try:
-            rows = subprocess.run(query, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()
-            found = [r.split(",")[0].strip() for r in rows if r.strip()]
-            driver = rows[0].split(",")[1].strip() if rows and "," in rows[0] else None
-        except (OSError, subprocess.TimeoutExpired):
-            pass
+            done = subprocess.run(query, capture_output=True, text=True, timeout=10)
+            rows = done.stdout.strip().splitlines()
+            if done.returncode:  # "couldn't communicate with the NVIDIA driver", a version mismatch
+                driver = f"nvidia-smi fails: {(rows or done.stderr.splitlines() or ['no output'])[0].strip()}"
+            else:
+                found = [r.split(",")[0].strip() for r in rows if r.strip()]
+                driver = rows[0].split(",")[1].strip() if rows and "," in rows[0] else None
+        except (OSError, subprocess.TimeoutExpired) as e:
+            driver = f"nvidia-smi fails: {e}"
     try:
         import torch
 
@@ -65,6 +69,8 @@ def gpus() -> dict:
         )
     except ImportError:
         torch_sees = "torch is not installed"
+    except Exception as e:  # a broken CUDA build (a missing libcudart): the case this command is for
+        torch_sees = f"torch does not load: {(str(e).strip().splitlines() or [type(e).__name__])[0][:160]}"
     return {"nvidia": found, "driver": driver, "nvidia_smi": bool(smi), "torch": torch_sees}
 
 
@@ -98,6 +104,8 @@ def engines() -> dict:
             out[command] = f"{spec.backend} {spec.precision} on {spec.device}" + (f" ({notes[0]})" if notes else "")
         except CartoonError as e:
             out[command] = f"nothing runs: {e}"
+        except Exception as e:  # a broken install: say it, go on
+            out[command] = f"nothing runs: {type(e).__name__}: {str(e).strip()[:160]}"
     return out
 
 
@@ -158,7 +166,7 @@ def render(r: dict) -> str:
         f"system     {r['system']}",
         f"cpu        {c['model']}, {c['cores']} cores; {', '.join(c['units']) or 'no AVX2'}",
         "gpus       "
-        + (f"{', '.join(g['nvidia'])} (driver {g['driver']})" if g["nvidia"] else "no NVIDIA GPU found")
+        + (f"{', '.join(g['nvidia'])} (driver {g['driver']})" if g["nvidia"] else g["driver"] or "no NVIDIA GPU found")
         + ("" if g["nvidia_smi"] else " (no nvidia-smi)")
         + f"; {g['torch']}",
     ]

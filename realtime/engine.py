@@ -94,6 +94,11 @@ class Backend(ABC):
         return "cpu"
 
     @classmethod
+    def found_devices(cls) -> tuple[str, ...]:
+        """Accelerators this backend finds that ``auto`` does not take (not yet run by us)."""
+        return ()
+
+    @classmethod
     def runtime_id(cls) -> dict[str, str]:
         """What, besides the ONNX file and the device, decides whether a built artifact still
         loads: by default the installed versions of the backend's packages."""

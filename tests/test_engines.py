@@ -529,16 +529,19 @@ def test_gpus_beyond_nvidia_are_chosen_by_what_the_runtimes_find(assets, session
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("CUDA is found first on this machine")
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["DmlExecutionProvider", "CPUExecutionProvider"])
-    assert Ort.unavailable("dml:1") is None and Ort.default_device() == "dml"
-    assert resolve_spec() == EngineSpec("onnxruntime", "fp32", "dml", "head")
+    assert Ort.unavailable("dml:1") is None and Ort.found_devices() == ("dml",)
+    assert resolve_spec() == EngineSpec("openvino", "fp32", "cpu", "head")  # auto takes no device not yet run
+    assert resolve_spec(device="dml") == EngineSpec("onnxruntime", "fp32", "dml", "head")  # asked for: it runs
     assert "on macOS: pip install onnxruntime" in Ort.unavailable("coreml")
     assert Ort.unavailable("rocm").startswith("onnxruntime runs on cpu, cuda, dml, coreml")
     _, notes = settle(Options(), MODES["file"])
-    assert any(n.startswith("engines: onnxruntime on dml (picked: the GPU it found)") for n in notes), notes
+    assert any("also found dml (onnxruntime)" in n and "--engine-device dml" in n for n in notes), notes
+    _, notes = settle(Options(engine_device="dml"), MODES["file"], frozenset({"engine_device"}))
+    assert any(n.startswith("engines: onnxruntime on dml; this device is") for n in notes), notes
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     monkeypatch.setattr(ov, "ov_devices", lambda: ["CPU", "GPU.0", "GPU.1", "GPU"])
-    assert ov.BACKEND.default_device() == "gpu" and ov.BACKEND.unavailable("gpu:1") is None
-    assert resolve_spec(precision="int8").device == "gpu" and ov.ov_device("gpu:1") == "GPU.1"
+    assert ov.BACKEND.found_devices() == ("gpu",) and ov.BACKEND.unavailable("gpu:1") is None
+    assert resolve_spec(precision="int8", device="gpu").device == "gpu" and ov.ov_device("gpu:1") == "GPU.1"
     assert ov.BACKEND.unavailable("npu").startswith("OpenVINO sees no Intel NPU here (it sees: CPU, GPU.0")
     assert ov.BACKEND.unavailable("cuda").startswith("backend openvino runs on cpu, gpu (gpu:N) or npu")
     monkeypatch.undo()

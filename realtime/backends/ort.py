@@ -92,13 +92,21 @@ class OrtBackend(Backend):
 
     @classmethod
     def default_device(cls) -> str:
-        """The first GPU provider this onnxruntime has (CUDA, DirectML, CoreML), else the CPU."""
+        """CUDA where this onnxruntime has it, else the CPU: ``auto`` takes no device not yet run."""
         try:
             import onnxruntime as ort
         except ImportError:
             return "cpu"
+        return "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+
+    @classmethod
+    def found_devices(cls) -> tuple[str, ...]:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return ()
         have = ort.get_available_providers()
-        return next((kind for kind, (provider, _) in PROVIDERS.items() if provider in have), "cpu")
+        return tuple(kind for kind in ("dml", "coreml") if PROVIDERS[kind][0] in have)
 
     @classmethod
     def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path, shared: Path) -> Path:

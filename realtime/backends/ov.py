@@ -33,6 +33,8 @@ class OpenVinoEngine(Engine):
         config = {"PERFORMANCE_HINT": "LATENCY"}
         if threads and spec.device == "cpu":
             config["INFERENCE_NUM_THREADS"] = threads
+        if spec.device != "cpu":  # a GPU or NPU compile takes seconds per shape: kept beside the model
+            config["CACHE_DIR"] = str(xml.parent / f"compiled-{ov_device(spec.device)}")
         # int8 runs its quantized ops; the rest in the CPU's default (BF16 where it has AMX)
         if spec.precision in ("fp32", "bf16"):
             config["INFERENCE_PRECISION_HINT"] = "f32" if spec.precision == "fp32" else "bf16"
@@ -77,12 +79,11 @@ class OpenVinoBackend(Backend):
         return None
 
     @classmethod
-    def default_device(cls) -> str:
-        """An Intel GPU where OpenVINO sees one, else the CPU."""
+    def found_devices(cls) -> tuple[str, ...]:
         try:
-            return "gpu" if "GPU" in ov_devices() else "cpu"
-        except ImportError:
-            return "cpu"
+            return tuple(kind for kind in ACCELERATORS if ov_device(kind) in ov_devices())
+        except Exception:  # not installed, or a plugin that will not load: the CPU's check says why
+            return ()
 
     @classmethod
     def runtime_id(cls) -> dict[str, str]:

@@ -193,8 +193,8 @@ class Jobs:
             except Cancelled:
                 _emptied(self.folder / job.id)
                 self._set(job.id, state="cancelled", eta_seconds=None)
-            except CartoonError as e:
-                self._set(job.id, state="failed", error=str(e))
+            except CartoonError as e:  # the server's folders are not the client's business
+                self._set(job.id, state="failed", error=str(e).replace(f"{self.folder / job.id}/", ""))
             except Exception as e:  # one line to the client; the worker lives on
                 self._set(job.id, state="failed", error=f"the video could not be processed ({type(e).__name__})")
             finally:

@@ -162,6 +162,7 @@ def build(studio: Studio) -> gr.Blocks:
         notes = "  \n".join(st.notes)
         return str(result), str(result), f"{st.frames_total} frames" + (f"  \n{notes}" if notes else "")
 
+    @_said
     def cancel_video(request: gr.Request):
         job = running.get(request.session_hash)
         if job is None:
