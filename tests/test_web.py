@@ -302,6 +302,8 @@ def test_gradio_uploads_are_answered_without_the_servers_paths(server, assets):
     assert name.startswith("upload/") and name.endswith("/me.png"), name
     assert str(studio.folder) not in r.text and "/tmp" not in r.text
     assert httpx.get(f"{url}/gradio_api/file={name}", timeout=60).content == data
+    refused = httpx.get(f"{url}/gradio_api/file=upload/%2e%2e/elsewhere.png", timeout=60)
+    assert refused.status_code >= 400 and str(studio.folder) not in refused.text, refused.text
 
 
 def test_a_video_job_can_be_cancelled(server, short_clip):

@@ -14,8 +14,10 @@ _FILE_ROUTE = "/gradio_api/file="
 
 class UploadPaths:
     """ASGI middleware over the Gradio app whose upload folder is ``root``. Only Gradio's own
-    routes are touched: the upload reply (rewritten), file links (mapped back) and request
-    bodies (small JSON, already held to 1 MB by ``BodyLimit``; mapped back)."""
+    routes are touched: the upload reply (rewritten), file links (mapped back, their refusals
+    hidden) and the files named in request bodies (small JSON, already held to 1 MB by
+    ``BodyLimit``; mapped back). Files the app makes are still named by their path in Gradio's
+    result stream."""
 
     def __init__(self, app, root: str):
         self.app = app
@@ -28,6 +30,7 @@ class UploadPaths:
         if path.startswith(_FILE_ROUTE + PREFIX):
             real = _FILE_ROUTE + self.root + path[len(_FILE_ROUTE + PREFIX) :]
             scope = {**scope, "path": real, "raw_path": quote(real).encode()}
+            return await self.app(scope, receive, self._refusals_hidden(send))
         if scope["method"] == "POST" and path == "/gradio_api/upload":
             return await self.app(scope, receive, self._hiding(send))
         if scope["method"] == "POST":
@@ -65,12 +68,29 @@ class UploadPaths:
 
         return hiding
 
+    def _refusals_hidden(self, send):
+        """A file link's refusal (403, 404) without ``root`` in its words; a file itself as it is."""
+        status = {}
+
+        async def hiding(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                if message["status"] >= 400:
+                    message = {**message, "headers": [(k, v) for k, v in message["headers"] if k != b"content-length"]}
+            elif message["type"] == "http.response.body" and status.get("code", 200) >= 400:
+                message = {**message, "body": message.get("body", b"").replace(self.root.encode(), PREFIX.encode())}
+            await send(message)
+
+        return hiding
+
     def _hidden(self, path):
         return PREFIX + path[len(self.root) :] if isinstance(path, str) and path.startswith(self.root) else path
 
     async def _revealed(self, receive):
-        """The request's body with every JSON string that starts ``upload/`` mapped back, and
-        a ``receive`` that gives it (None and the messages as they came if the client left)."""
+        """The request's body with the ``path`` (and file-link ``url``) of every file in it mapped
+        back; anything else, a user's text that happens to start ``upload/`` included, as it
+        came. A ``receive`` that gives it (None and the messages as they came if the client left,
+        or the body is not JSON)."""
         chunks, more = [], True
         while more:
             message = await receive()
@@ -78,8 +98,24 @@ class UploadPaths:
                 return None, _replay([message], receive)
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
-        body = b"".join(chunks).replace(b'"' + PREFIX.encode(), json.dumps(self.root)[:-1].encode())
-        return body, _replay([{"type": "http.request", "body": body, "more_body": False}], receive)
+        body = b"".join(chunks)
+        try:
+            mapped = json.dumps(self._revealed_in(json.loads(body))).encode()
+        except (ValueError, RecursionError):  # not JSON: nothing of ours in it
+            return None, _replay([{"type": "http.request", "body": body, "more_body": False}], receive)
+        return mapped, _replay([{"type": "http.request", "body": mapped, "more_body": False}], receive)
+
+    def _revealed_in(self, value):
+        if isinstance(value, list):
+            return [self._revealed_in(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        out = {k: self._revealed_in(v) for k, v in value.items()}
+        if isinstance(out.get("path"), str) and out["path"].startswith(PREFIX):
+            out["path"] = self.root + out["path"][len(PREFIX) :]
+            if isinstance(out.get("url"), str) and _FILE_ROUTE + PREFIX in out["url"]:
+                out["url"] = out["url"].replace(_FILE_ROUTE + PREFIX, _FILE_ROUTE + self.root, 1)
+        return out
 
 
 def _replay(messages: list, then):
