@@ -266,6 +266,18 @@ def test_every_head_sits_on_its_own_face_live(assets, tmp_path, monkeypatch):
     assert came >= 2 and len(missed) <= 1, f"her head came in {came} appearances, never in {missed}"
 
 
+def identity_options(assets) -> Options:
+    """Live at the CPU preset's work size with the identity model (the cartoon is the frame),
+    FP32: what the compositor shows can be compared with the frame itself."""
+    return Options(
+        model_dir=asset(assets, "models/dctnet/identity"),
+        face_model=asset(assets, "models/face_landmarker.task"),
+        precision="fp32",
+        work_size=288,
+        quiet=True,
+    )
+
+
 def test_the_carried_background_does_not_smear_what_changed(assets, tmp_path):
     """Live carries the newest stylized background along optical flow. Where the flow does
     not explain the picture (someone walks in, the camera pans onto new content, a light goes
@@ -280,13 +292,7 @@ def test_the_carried_background_does_not_smear_what_changed(assets, tmp_path):
 
     clip = two_face_clip(assets, tmp_path / "two.mp4", size=(640, 360), seconds=2.0, period=1.5)  # she enters at 1.5 s
     src = frames_of(clip)
-    options = Options(
-        model_dir=asset(assets, "models/dctnet/identity"),
-        face_model=asset(assets, "models/face_landmarker.task"),
-        precision="fp32",
-        work_size=288,
-        quiet=True,
-    )
+    options = identity_options(assets)
 
     def frame(image, i):
         return Frame(np.ascontiguousarray(image), i * 40, Fraction(1, 1000), i, 0.0)
@@ -685,13 +691,7 @@ def test_a_person_who_leaves_leaves_no_ghost(assets):
     from realtime.stream.live import LiveScheduler
 
     frames, present = _leaving_clip(assets)
-    options = Options(
-        model_dir=asset(assets, "models/dctnet/identity"),
-        face_model=asset(assets, "models/face_landmarker.task"),
-        precision="fp32",
-        work_size=288,
-        quiet=True,
-    )
+    options = identity_options(assets)
     left = max(i for i, m in enumerate(present) if m.any()) + 1
     where = np.logical_or.reduce(present)
     worst = []
@@ -731,13 +731,7 @@ def test_a_reference_made_before_she_left_shows_nothing_of_her(assets, tmp_path)
     x, y, side = round(0.16 * 640), round(0.08 * 360), crop.shape[0]
     where = np.zeros((360, 640), bool)
     where[y : y + side, x : x + side] = alpha[..., 0] > 0.1
-    options = Options(
-        model_dir=asset(assets, "models/dctnet/identity"),
-        face_model=asset(assets, "models/face_landmarker.task"),
-        precision="fp32",
-        work_size=288,
-        quiet=True,
-    )
+    options = identity_options(assets)
     floor, ghost = [], []
     with Stylizer(options, mode="live") as st:
         scheduler = LiveScheduler(st)
