@@ -512,7 +512,10 @@ def test_messages_name_the_real_problem(assets, args, clip, tmp_path, monkeypatc
     proc = run("video", clip, tmp_path / "o.mp4", *[a for a in args if a != "--quiet"], "--style", "3d")
     assert proc.returncode == 0 and "--style 3d is ignored: --model-dir" in proc.stderr
     line = one_line(run("video", clip, tmp_path / "o2.mp4", *args, "--engine-device", "cuda"), "no inference backend")
-    assert "pip install openvino (or torch)" not in line and "openvino: backend openvino runs on the CPU" in line
+    assert (
+        "pip install openvino (or torch)" not in line
+        and "openvino: backend openvino runs on cpu, gpu (gpu:N) or npu (Intel), not cuda" in line
+    )
     monkeypatch.setenv("CARTOON_CAM_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     proc = run("video", clip, tmp_path / "o3.mp4", "--cache-dir", tmp_path / "empty", "--quiet")
     one_line(proc, "--offline", "--model-dir", "--face-model", "CARTOON_CAM_ENDPOINT")
