@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .errors import first_line
+
 # /proc/cpuinfo flag -> the name users know; the units INT8 and wide FP32 speed up on
 VECTOR_UNITS = {
     "avx2": "AVX2",
@@ -70,7 +72,7 @@ def gpus() -> dict:
     except ImportError:
         torch_sees = "torch is not installed"
     except Exception as e:  # a broken CUDA build (a missing libcudart): the case this command is for
-        torch_sees = f"torch does not load: {(str(e).strip().splitlines() or [type(e).__name__])[0][:160]}"
+        torch_sees = f"torch does not load: {first_line(e, 160)}"
     return {"nvidia": found, "driver": driver, "nvidia_smi": bool(smi), "torch": torch_sees}
 
 
@@ -85,7 +87,7 @@ def backends() -> list[dict]:
             try:
                 reason = b.unavailable(device)
             except Exception as e:  # a broken install: say it, go on with the others
-                reason = f"{type(e).__name__}: {str(e).strip()[:160]}"
+                reason = f"{type(e).__name__}: {first_line(e, 160)}"
             out.append({"backend": name, "device": device, "ready": reason is None, "reason": reason})
     return out
 
@@ -105,7 +107,7 @@ def engines() -> dict:
         except CartoonError as e:
             out[command] = f"nothing runs: {e}"
         except Exception as e:  # a broken install: say it, go on
-            out[command] = f"nothing runs: {type(e).__name__}: {str(e).strip()[:160]}"
+            out[command] = f"nothing runs: {type(e).__name__}: {first_line(e, 160)}"
     return out
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from .cache import atomic_dir, cache_dir, cached_artifact, file_sha256
 from .console import say
 from .engine import Engine, EngineSpec, device_index, get_backend
-from .errors import BackendError, DeviceError
+from .errors import BackendError, DeviceError, first_line
 from .exports import export_onnx, onnx_dir, onnx_key
 
 
@@ -96,9 +96,9 @@ def build(graph: str | Path, spec: EngineSpec, root: str | Path | None = None, l
         except (BackendError, KeyboardInterrupt):
             raise
         except Exception as again:  # not the export: the runtime itself (a CUDA or driver mismatch...)
-            first = (str(again).strip().splitlines() or [type(again).__name__])[0][:200]
             raise BackendError(
-                f"{spec.backend} could not build its {spec.precision} engine on {spec.device} ({first}); {b.build_hint}"
+                f"{spec.backend} could not build its {spec.precision} engine on {spec.device} "
+                f"({first_line(again)}); {b.build_hint}"
             ) from None
     return cached_artifact(final, "key.json")
 
@@ -120,8 +120,7 @@ def load_engine(
         if not b.builds:
             raise
         if log:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            log(f"the cached {spec.backend} engine in {artifact.parent} does not load ({reason[:200]}); rebuilding it")
+            log(f"the cached {spec.backend} engine in {artifact.parent} does not load ({first_line(e)}); rebuilding it")
         shutil.rmtree(artifact.parent, ignore_errors=True)
         shutil.rmtree(onnx_dir(Path(graph), root, b.typed_onnx and spec.precision == "fp16"), ignore_errors=True)
         return b.load(Path(graph), spec, build(graph, spec, root, log), threads)

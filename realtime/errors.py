@@ -26,6 +26,12 @@ class OutputError(CartoonError):
     """An output cannot be written (a full disk, a read-only folder, no such encoder)."""
 
 
+def first_line(e: BaseException, most: int = 200) -> str:
+    """An exception's first line, cut short, or its type where it says nothing: a runtime's
+    own message inside one of ours."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:most]
+
+
 def quoted(value, most: int = 40) -> str:
     """``value`` as a message shows it: its repr, cut short (a request can carry a megabyte
     where a word was expected, and an error must not echo it back)."""

@@ -122,5 +122,10 @@ def trust(
     doubt[outside] = 255
     k = max(3, round(speck * w) | 1)
     opened = cv2.morphologyEx(doubt, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    grown = cv2.dilate(cv2.max(opened, _left_behind(now, glaring, tolerance)), np.ones((5, 5), np.uint8))
-    return 255 - cv2.GaussianBlur(grown, (0, 0), 2)
+    return feathered(cv2.max(opened, _left_behind(now, glaring, tolerance)))
+
+
+def feathered(doubt: np.ndarray) -> np.ndarray:
+    """A uint8 doubt map (255: changed) as trust: grown by a few pixels and feathered, so a
+    smear's fringe goes with what changed and the seam does not show."""
+    return 255 - cv2.GaussianBlur(cv2.dilate(doubt, np.ones((5, 5), np.uint8)), (0, 0), 2)

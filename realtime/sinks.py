@@ -359,12 +359,11 @@ class PartFile:
                 os.replace(joined, self.path)
                 self.discard()
                 return []
-            except (OSError, av.FFmpegError, ValueError) as e:  # a full disk: the part, complete, is the file
+            except BaseException as e:  # a full disk, a second Ctrl-C: the part, complete, is the file
                 os.replace(self.tmp, self.path)
+                if not isinstance(e, OSError | av.FFmpegError | ValueError):
+                    raise
                 return [f"{self.path.name} stays in fragments ({_reason(e)}); its audio may start a few ms early"]
-            except BaseException:  # a second Ctrl-C: the complete part is the file all the same
-                os.replace(self.tmp, self.path)
-                raise
             finally:
                 with contextlib.suppress(OSError):
                     joined.unlink()

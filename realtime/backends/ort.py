@@ -15,13 +15,16 @@ from ..errors import DeviceError
 # ONNX Runtime warns, with its install path, of a provider it lacks; the check after the session says it
 warnings.filterwarnings("ignore", message="Specified provider .* is not in available provider names")
 
-# --engine-device kind -> (ONNX Runtime's provider, what to install where it is missing)
+# --engine-device kind -> (ONNX Runtime's provider, its name for people, what to install where it is missing)
 PROVIDERS = {
-    "cuda": ("CUDAExecutionProvider", "pip install onnxruntime-gpu (instead of onnxruntime)"),
-    "dml": ("DmlExecutionProvider", "on Windows: pip install onnxruntime-directml (instead of onnxruntime)"),
-    "coreml": ("CoreMLExecutionProvider", "on macOS: pip install onnxruntime (its Mac wheels have CoreML)"),
+    "cuda": ("CUDAExecutionProvider", "CUDA", "pip install onnxruntime-gpu (instead of onnxruntime)"),
+    "dml": (
+        "DmlExecutionProvider",
+        "DirectML",
+        "on Windows: pip install onnxruntime-directml (instead of onnxruntime)",
+    ),
+    "coreml": ("CoreMLExecutionProvider", "CoreML", "on macOS: pip install onnxruntime (its Mac wheels have CoreML)"),
 }
-NAMES = {"cuda": "CUDA", "dml": "DirectML", "coreml": "CoreML"}
 
 
 def providers_for(device: str) -> list:
@@ -61,8 +64,8 @@ class OrtEngine(Engine):
             # ONNX Runtime falls back to the CPU without an error when a provider does not load
             # (CUDA's libraries missing), and lists it as available all the same.
             raise DeviceError(
-                f"onnxruntime could not start its {NAMES[kind]} provider on {spec.device} (onnxruntime "
-                f"{ort.__version__}: the libraries it was built for did not load); {PROVIDERS[kind][1]} "
+                f"onnxruntime could not start its {PROVIDERS[kind][1]} provider on {spec.device} (onnxruntime "
+                f"{ort.__version__}: the libraries it was built for did not load); {PROVIDERS[kind][2]} "
                 "to match your GPU's driver, or leave out --engine-device to run on the CPU"
             )
 
@@ -87,7 +90,7 @@ class OrtBackend(Backend):
         if kind not in PROVIDERS:
             return f"onnxruntime runs on cpu, {', '.join(PROVIDERS)} (with :N for a GPU), not {device}"
         if PROVIDERS[kind][0] not in ort.get_available_providers():
-            return f"onnxruntime has no {NAMES[kind]} execution provider here; {PROVIDERS[kind][1]}"
+            return f"onnxruntime has no {PROVIDERS[kind][1]} execution provider here; {PROVIDERS[kind][2]}"
         return None
 
     @classmethod

@@ -34,7 +34,7 @@ from ..engine import (
     device_index,
 )
 from ..engine_cache import device_id
-from ..errors import BackendError
+from ..errors import BackendError, first_line
 from ..records import tensor_of
 
 ALIGNMENT = 256  # bytes: what IExecutionContext.setTensorAddress requires of a pointer
@@ -205,7 +205,7 @@ def _cannot_start(device: str) -> str | None:
             made = trt.Builder(trt.Logger(trt.Logger.ERROR)) is not None
         why = "it made no builder"
     except Exception as e:  # pybind's TypeError for a null builder; RuntimeError from CUDA
-        made, why = False, (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        made, why = False, first_line(e, 160)
     if made:
         return None
     cuda = torch.version.cuda or "none"

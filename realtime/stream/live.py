@@ -23,13 +23,13 @@ import os
 import sys
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 import cv2
 import numpy as np
 
-from ..flow import Flow, small_colour, small_gray, trust
+from ..flow import Flow, feathered, small_colour, small_gray, trust
 from ..records import EMPTY, Analysis, Scene, frozen_map, readonly
 from ..smoothing import HEAD_EPS, HEAD_WIDTH, slopes
 from ..transport import END, Slot
@@ -222,7 +222,7 @@ class LiveScheduler:
         stale = np.where(changed > kf.made, np.uint8(255), np.uint8(0))
         if not stale.any():
             return ok
-        return cv2.min(ok, 255 - cv2.GaussianBlur(cv2.dilate(stale, np.ones((5, 5), np.uint8)), (0, 0), 2))
+        return cv2.min(ok, feathered(stale))
 
     def _run(self) -> None:
         try:
@@ -259,10 +259,8 @@ class LiveScheduler:
             kf = Reference(
                 a.gray, stylized.background, colours, stylized.heads, a.frame.index, crops, source, a.frame.index
             )
-        elif old is not None:
-            kf = Reference(
-                old.gray, old.background, old.colours, stylized.heads, a.frame.index, crops, old.source, old.made
-            )
+        elif old is not None:  # new heads on the background made before
+            kf = replace(old, heads=stylized.heads, index=a.frame.index, crops=crops)
         else:
             kf = Reference(None, None, None, stylized.heads, a.frame.index, crops)
         self.stylizer.frames.settle()  # its results are ready before another thread sees them
