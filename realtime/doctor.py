@@ -97,13 +97,17 @@ def engines() -> dict:
     from .engine import resolve_spec
     from .errors import CartoonError
     from .options import MODES, Options, in_mode
+    from .trial import found
 
     out = {}
     for command, mode in (("cartoon-cam", "live"), ("cartoon-video", "file")):
         try:
             o, notes = in_mode(Options(), MODES[mode])
             spec = resolve_spec(o.backend, o.precision, o.engine_device)
+            tries = [f"{d} ({n})" for n, d in found()] if spec.device == "cpu" else []
             out[command] = f"{spec.backend} {spec.precision} on {spec.device}" + (f" ({notes[0]})" if notes else "")
+            if tries:
+                out[command] += f"; auto tries {', '.join(tries)} against it on first use (kept if faster, alike)"
         except CartoonError as e:
             out[command] = f"nothing runs: {e}"
         except Exception as e:  # a broken install: say it, go on

@@ -95,7 +95,7 @@ class Backend(ABC):
 
     @classmethod
     def found_devices(cls) -> tuple[str, ...]:
-        """Accelerators this backend finds that ``auto`` does not take (not yet run by us)."""
+        """Accelerators this backend finds that ``auto`` takes only after a trial (``realtime.trial``)."""
         return ()
 
     @classmethod

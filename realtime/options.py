@@ -366,13 +366,6 @@ def in_mode(options: Options, mode: Mode, given: frozenset[str] = frozenset()) -
 UNTRIED = {"dml", "coreml", "gpu", "npu"}  # devices written to their documentation, not yet run on one
 
 
-def untried_found() -> list[str]:
-    """Accelerators the backends find that ``auto`` leaves alone, as "dml (onnxruntime)"."""
-    from .engine import backend_names, get_backend
-
-    return [f"{d} ({name})" for name in backend_names() for d in get_backend(name).found_devices()]
-
-
 def settle(options: Options, mode: Mode, given: frozenset[str] = frozenset()) -> tuple[Options, list[str]]:
     """The options a command runs with, and a line for each preset value that had to change:
     the preset's INT8 where the backend has none (a GPU runs its own default, FP16), and on a
@@ -393,11 +386,6 @@ def settle(options: Options, mode: Mode, given: frozenset[str] = frozenset()) ->
         notes.append(
             f"engines: {spec.backend} on {spec.device}; this device is written to its runtime's documentation, "
             "not yet run on one by us: --engine-device cpu if it misbehaves"
-        )
-    elif spec.device == "cpu" and options.engine_device == "auto" and (found := untried_found()):
-        notes.append(
-            f"engines on the CPU; also found {', '.join(found)}, which auto does not take until we have run "
-            f"one: --engine-device {found[0].split()[0]} to try it"
         )
     preset_heads = "head_interval" not in given and options.head_interval == mode.preset.get("head_interval")
     if options.smoothing == 0 and preset_heads:

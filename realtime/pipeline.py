@@ -33,6 +33,7 @@ from .options import MODES, Mode, Options
 from .records import Analysis, Frame, Look, Scene, Sighting, Stylized
 from .stats import Timings
 from .tracking import FaceTracks
+from .trial import on_best_device
 
 PAD_MULTIPLE = 16
 
@@ -82,6 +83,7 @@ class Stylizer:
         self.timings = Timings()
         self.models = resolve_style(o.style, o.model_dir, o.cache_dir, o.offline, o.quiet)
         self.background_engine = self.head_engine = self.finder = self.alpha = None
+        o = self.options = on_best_device(o, self.models.head, log)
         try:
             if o.background == "cartoon":
                 spec = resolve_spec(o.backend, o.precision, o.engine_device, role="background")

@@ -79,3 +79,13 @@ def test_the_doctor_says_whether_the_hub_answers(hub, monkeypatch):
     monkeypatch.setenv("CARTOON_CAM_ENDPOINT", closed)
     said = ask(offline=False)
     assert said.startswith(f"{closed} does not answer (") and "--model-dir and --face-model" in said
+
+
+def test_the_doctor_says_auto_will_try_a_device_it_found(monkeypatch):
+    """A found DirectML (stood in for: none is here) is tried on first use; the doctor says so
+    beside what runs until then."""
+    from realtime import doctor, trial
+
+    monkeypatch.setattr(trial, "found", lambda: [("onnxruntime", "dml")])
+    said = doctor.engines()["cartoon-video"]
+    assert said.startswith("openvino int8 on cpu") and "; auto tries dml (onnxruntime) against it on first use" in said

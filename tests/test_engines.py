@@ -196,6 +196,36 @@ def test_tensorrt_that_cannot_start_is_unavailable_with_its_reason(monkeypatch):
     assert "must match torch's CUDA" in said and "pip install tensorrt-cu" in said
 
 
+def test_tensorrt_built_for_another_cuda_than_torch_is_unavailable():
+    """TensorRT's wheels load one CUDA major's libraries: beside a torch of another major the
+    first engine build failed mid-stream. The check names the wheel that matches."""
+    from realtime.backends.trt import cuda_mismatch
+
+    said = cuda_mismatch(["numpy", "tensorrt-cu13", "tensorrt_cu13_libs", "tensorrt_cu13_bindings"], "12.8")
+    assert said == (
+        "TensorRT is built for CUDA 13 but torch for CUDA 12.8; "
+        "pip install tensorrt-cu12 (and pip uninstall tensorrt-cu13)"
+    )
+    assert cuda_mismatch(["tensorrt-cu12", "tensorrt-cu12-libs"], "12.4") is None
+    assert cuda_mismatch(["tensorrt"], "13.0") is None  # the meta-package alone says nothing
+    assert cuda_mismatch(["tensorrt-cu13"], None) is None  # a CPU torch: the CUDA check says it
+
+
+def test_the_gpu_extra_installs_a_tensorrt_of_torchs_cuda():
+    """``.[gpu]`` named plain ``tensorrt`` (which picks its CUDA itself) beside any torch:
+    it names the CUDA 13 wheels now, and a torch whose PyPI build is CUDA 13 (2.11 on)."""
+    import tomllib
+
+    from realtime.backends.trt import cuda_mismatch
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    extra = project["optional-dependencies"]["gpu"]
+    trt = next(r for r in extra if r.startswith("tensorrt"))
+    torch_min = next(r for r in extra if r.startswith("torch>="))
+    assert trt.startswith("tensorrt-cu13") and cuda_mismatch([trt.split(">")[0]], "13.0") is None
+    assert tuple(int(x) for x in torch_min.removeprefix("torch>=").split(".")) >= (2, 11)
+
+
 def test_a_frame_wider_than_the_engine_takes_is_one_line(assets, tiny_models):
     """TensorRT's background profile takes sides up to 1920 while --work-size caps only the
     short side: a 32:9 video failed mid-stream on the engine's own shape error. The stylizer
@@ -506,6 +536,63 @@ print(json.dumps([rcs, sorted({m.split(".")[0] for m in sys.modules} & HIDDEN)])
     assert refused.returncode != 0 and len(lines) == 1 and "download.pytorch.org/whl/cpu" in lines[0], refused.stderr
 
 
+def test_auto_tries_a_device_it_found_against_the_cpu_once(assets, tiny_models, tmp_path, monkeypatch):
+    """``auto`` left every accelerator not yet run by us alone (a DirectML or CoreML machine ran
+    on the CPU); it now builds the head engine there, keeps the device only where its cartoon
+    matches the CPU's and is faster, and caches the verdict. No such device is here: ONNX
+    Runtime on the CPU stands in for the one found (real engines, real timings)."""
+    from realtime import trial
+    from realtime.pipeline import Stylizer
+
+    graph = tiny_models / "cartoon_h.pb"
+    cpu, stand_in = resolve_spec("auto", "fp32", "cpu"), EngineSpec("onnxruntime", "fp32", "cpu", "head")
+    verdict = trial.trial(graph, stand_in, cpu, tmp_path)
+    assert verdict.psnr_db > 40 and verdict.ms > 0 and verdict.cpu_ms > 0 and not verdict.error, verdict
+    [saved] = (tmp_path / "trials").glob("onnxruntime-cpu-*.json")
+    monkeypatch.setattr(trial, "load_engine", lambda *a, **k: pytest.fail("a cached verdict runs nothing"))
+    assert trial.trial(graph, stand_in, cpu, tmp_path) == verdict
+    monkeypatch.undo()
+
+    def broken(graph, spec, *a, **k):
+        if spec.backend == "onnxruntime":
+            raise RuntimeError("DmlExecutionProvider: device removed\nmore lines")
+        return load_engine(graph, spec, *a, **k)
+
+    monkeypatch.setattr(trial, "load_engine", broken)
+    saved.unlink()
+    failed = trial.trial(graph, stand_in, cpu, tmp_path)
+    assert failed.error == "DmlExecutionProvider: device removed" and not failed.taken
+    assert failed.line().startswith("auto tried cpu (onnxruntime): it does not run (DmlExecution")
+    monkeypatch.undo()
+
+    # which verdict moves the engines, and what is said
+    monkeypatch.setattr(trial, "found", lambda: [("onnxruntime", "dml")])
+    monkeypatch.setattr(trial, "candidate_spec", lambda *a: EngineSpec("onnxruntime", "fp32", "dml"))
+    o = Options(model_dir=str(tiny_models), cache_dir=str(tmp_path), precision="int8")
+    for v, moved, said in (
+        (trial.Verdict("dml", "onnxruntime", 44.0, 10.0, 30.0), True, "10 ms a head against the CPU's 30 ms"),
+        (trial.Verdict("dml", "onnxruntime", 44.0, 29.0, 30.0), False, "not faster; engines on the CPU"),
+        (trial.Verdict("dml", "onnxruntime", 12.0, 1.0, 30.0), False, "differs from the CPU's (12.0 dB)"),
+    ):
+        monkeypatch.setattr(trial, "trial", lambda *a, v=v: v)
+        log: list[str] = []
+        got = trial.on_best_device(o, graph, log.append)
+        assert (got.backend, got.engine_device, got.precision) == (
+            ("onnxruntime", "dml", "auto") if moved else ("auto", "auto", "int8")
+        )
+        assert len(log) == 1 and said in log[0], log
+    assert trial.on_best_device(o.replace(engine_device="cpu"), graph, log.append).engine_device == "cpu"
+    monkeypatch.undo()
+
+    # end to end: a stand-in that wins its trial runs the stylizer's engines
+    monkeypatch.setattr(trial, "found", lambda: [("onnxruntime", "cpu")])
+    monkeypatch.setattr(trial, "FASTER", 1e9)
+    log = []
+    with Stylizer(o.replace(precision="fp32", faces=False, cache_dir=str(tmp_path / "new")), log=log.append) as s:
+        assert s.background_engine.spec.backend == "onnxruntime" and s.options.backend == "onnxruntime"
+    assert sum(m.startswith("auto tried cpu (onnxruntime): ") for m in log) == 1, log
+
+
 def test_onnx_runtime_on_cuda_needs_no_torch_to_key_its_artifact(monkeypatch):
     """ONNX Runtime's CUDA provider (onnxruntime-gpu) runs without torch: its cache key names
     the device without asking torch, whose absence was a traceback."""
@@ -521,6 +608,7 @@ def test_gpus_beyond_nvidia_are_chosen_by_what_the_runtimes_find(assets, session
     import onnxruntime as ort
 
     import realtime.backends.ov as ov
+    from realtime import trial
     from realtime.backends.ort import BACKEND as Ort
     from realtime.backends.ort import OrtEngine
     from realtime.exports import export_onnx
@@ -534,8 +622,7 @@ def test_gpus_beyond_nvidia_are_chosen_by_what_the_runtimes_find(assets, session
     assert resolve_spec(device="dml") == EngineSpec("onnxruntime", "fp32", "dml", "head")  # asked for: it runs
     assert "on macOS: pip install onnxruntime" in Ort.unavailable("coreml")
     assert Ort.unavailable("rocm").startswith("onnxruntime runs on cpu, cuda, dml, coreml")
-    _, notes = settle(Options(), MODES["file"])
-    assert any("also found dml (onnxruntime)" in n and "--engine-device dml" in n for n in notes), notes
+    assert trial.found() == [("onnxruntime", "dml")]  # auto tries it (below) before taking it
     _, notes = settle(Options(engine_device="dml"), MODES["file"], frozenset({"engine_device"}))
     assert any(n.startswith("engines: onnxruntime on dml; this device is") for n in notes), notes
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import os
+import re
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -142,7 +144,7 @@ class TensorRtBackend(Backend):
             return "backend tensorrt needs a CUDA device; check nvidia-smi and a CUDA build of torch"
         if device_index(device) >= torch.cuda.device_count():
             return f"there is no {device}: {torch.cuda.device_count()} CUDA device(s) here"
-        return _cannot_start(device)
+        return cuda_mismatch(installed_names(), torch.version.cuda) or _cannot_start(device)
 
     @classmethod
     def default_device(cls) -> str:
@@ -190,6 +192,24 @@ class TensorRtBackend(Backend):
     @classmethod
     def load(cls, graph: Path, spec: EngineSpec, artifact: Path, threads: int = 0) -> Engine:
         return TensorRtEngine(artifact, spec)  # GPU: no CPU threads to cap
+
+
+def installed_names() -> list[str]:
+    return [d.metadata["Name"] or "" for d in importlib.metadata.distributions()]
+
+
+def cuda_mismatch(installed: list[str], torch_cuda: str | None) -> str | None:
+    """Why the installed TensorRT wheels cannot run beside this torch: they are built per CUDA
+    major (``tensorrt-cu12``, ``tensorrt-cu13``) and load that CUDA's libraries, which a torch
+    built for another major does not bring; None when they match or the build is unknown."""
+    majors = sorted({m[1] for n in installed if (m := re.fullmatch(r"tensorrt[-_]cu(\d+)(?:[-_]\w+)?", n.lower()))})
+    want = (torch_cuda or "").split(".")[0]
+    if not majors or not want or want in majors:
+        return None
+    return (
+        f"TensorRT is built for CUDA {' and '.join(majors)} but torch for CUDA {torch_cuda}; "
+        f"pip install tensorrt-cu{want} (and pip uninstall {' '.join(f'tensorrt-cu{m}' for m in majors)})"
+    )
 
 
 @functools.cache
