@@ -29,8 +29,11 @@ def asset(assets: Path, rel: str) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory) -> Path:
-    """Point the cache at a session temp dir, never the user's real one."""
-    path = tmp_path_factory.mktemp("cartoon-cache")
+    """Point the cache at a session temp dir, never the user's real one (or at
+    ``CARTOON_TEST_CACHE``: scripts/gpu_check.py passes its own, so the GPU tests reuse the
+    engines it built)."""
+    given = os.environ.get("CARTOON_TEST_CACHE")
+    path = Path(given) if given else tmp_path_factory.mktemp("cartoon-cache")
     old = os.environ.get("CARTOON_CAM_HOME")
     os.environ["CARTOON_CAM_HOME"] = str(path)
     yield path
