@@ -18,7 +18,8 @@ from .align import CROP, transform_points
 
 def load_alpha(path: str | Path, size: int = CROP) -> np.ndarray:
     """DCT-Net's ``alpha.jpg``: the soft head mask of the 288 crop, 0..1 float32."""
-    m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    # imdecode of the bytes: cv2.imread cannot open a Windows path outside its code page
+    m = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_GRAYSCALE) if Path(path).is_file() else None
     if m is None:
         from .errors import ModelError
 

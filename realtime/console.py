@@ -3,6 +3,7 @@ closed pipe, and the lines it prints beside the work."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -36,6 +37,11 @@ def run_command(prog: str, body: Callable[[Interrupts], int | None]) -> int:
         sys.stdout, sys.stderr = streams  # the API's caller gets its own streams back
 
 
+def closed_pipe(e: OSError, platform: str = sys.platform) -> bool:
+    """Whether ``e`` says the reader of our output is gone: EPIPE, or on Windows EINVAL."""
+    return isinstance(e, BrokenPipeError) or (platform == "win32" and e.errno == errno.EINVAL)
+
+
 class TolerantStream:
     """stdout or stderr where a closed pipe (``| head -1``) silences the rest of the output
     instead of failing the run: the work and the exit code never depend on a reader."""
@@ -50,14 +56,21 @@ class TolerantStream:
     def write(self, text: str) -> int:
         try:
             return self.stream.write(text)
-        except BrokenPipeError:
+        except UnicodeEncodeError:  # a cp1252 console or pipe (Windows): what it cannot show is escaped
+            encoding = getattr(self.stream, "encoding", None) or "ascii"
+            return self.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        except OSError as e:
+            if not closed_pipe(e):
+                raise
             self._to_devnull()
             return len(text)
 
     def flush(self) -> None:
         try:
             self.stream.flush()
-        except BrokenPipeError:
+        except OSError as e:
+            if not closed_pipe(e):
+                raise
             self._to_devnull()
         except ValueError:  # closed
             pass

@@ -53,7 +53,7 @@ class _NativeStderrSilencer:
     @contextmanager
     def __call__(self):
         with self._lock:
-            if self._depth == 0:
+            if self._depth == 0 and sys.stderr is not None:  # pythonw: no console, no fd 2
                 sys.stderr.flush()
                 self._saved = os.dup(2)
                 devnull = os.open(os.devnull, os.O_WRONLY)
@@ -65,9 +65,10 @@ class _NativeStderrSilencer:
         finally:
             with self._lock:
                 self._depth -= 1
-                if self._depth == 0:
+                if self._depth == 0 and self._saved >= 0:
                     os.dup2(self._saved, 2)
                     os.close(self._saved)
+                    self._saved = -1
 
 
 _native_stderr_silenced = _NativeStderrSilencer()

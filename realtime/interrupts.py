@@ -24,7 +24,10 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 # SIGHUP: the terminal or SSH session closed, the commonest way a long run ends (POSIX only).
-SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+# SIGBREAK: Ctrl-Break, or the console window closed (Windows only; it never sends SIGTERM).
+SIGNALS = tuple(
+    s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None), getattr(signal, "SIGBREAK", None)) if s
+)
 
 
 class Interrupted(KeyboardInterrupt):

@@ -189,7 +189,11 @@ def download(url: str, dest: Path, size: int | None = None, sha256: str | None =
         if sha256 and _sha256(part).lower() != sha256.lower():
             part.unlink()
             raise ModelError(f"download of {dest.name} does not match its sha256 {sha256}; deleted it, run again")
-        os.replace(part, dest)
+        try:
+            os.replace(part, dest)
+        except OSError as e:  # Windows: the old file is open in another program
+            why = e.strerror or e
+            raise ModelError(f"cannot put the download in place at {dest} ({why}); close what uses it") from None
         return dest
     finally:
         lock.release()

@@ -484,7 +484,7 @@ class PreviewSink(Sink):
             ) from None
 
     def send(self, frame: Frame, image: np.ndarray) -> None:
-        now = time.monotonic()
+        now = time.perf_counter()
         self._times = [t for t in self._times if now - t < 1.0] + [now]
         text = f"{len(self._times)} fps  {1000 * (now - frame.captured):.0f} ms"
         shown = image.copy()

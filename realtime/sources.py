@@ -1,7 +1,7 @@
 """Sources: frames with their timestamps, from files (PyAV), cameras, or files played live.
 
 Every frame carries its presentation time (``pts`` in the stream's ``time_base``) from the
-source to the sink, and the monotonic clock time it was decoded or captured, from which
+source to the sink, and the ``perf_counter`` time it was decoded or captured, from which
 latency is measured. Sources are small objects with a lifetime: context managers whose
 ``close()`` may be called twice, which know their first frame (its size, something to prime
 the engines with) without opening the input a second time.
@@ -134,7 +134,7 @@ class FileSource:
                     size = image.shape[:2]
                 elif image.shape[:2] != size:
                     image = self._rescaled(image, size, i)
-                yield Frame(image, pts, self.time_base, i, time.monotonic())
+                yield Frame(image, pts, self.time_base, i, time.perf_counter())
                 i += 1
                 if len(timeline.said) > told:  # each kind of repair said once, as it happens
                     self.notes += [f"{self.path.name}: {t}" for t in list(timeline.said.values())[told:]]
@@ -246,6 +246,18 @@ def is_picture(stream) -> bool:
 MJPEG_OPTION = {"v4l2": "input_format", "dshow": "vcodec"}  # how each device demuxer is asked for MJPG
 
 
+def camera_attempts(fmt: str, size: tuple[int, int] | None, fps: float | None, mjpeg: bool = True) -> list[dict]:
+    """The FFmpeg options to open a camera with, in the order to try them: MJPG first where
+    the demuxer can ask for it. AVFoundation's default rate is 29.97, which most Mac cameras
+    refuse (they offer 30 and 15): there, with no --fps, 30 is asked for, then 15."""
+    options = {"video_size": f"{size[0]}x{size[1]}"} if size else {}
+    rates = [str(fps)] if fps else ["30", "15"] if fmt == "avfoundation" else [None]
+    attempts = [{**options, **({"framerate": r} if r else {})} for r in rates]
+    if mjpeg and fmt in MJPEG_OPTION:  # a camera without MJPG opens as it is
+        attempts.insert(0, {**attempts[0], MJPEG_OPTION[fmt]: "mjpeg"})
+    return attempts
+
+
 class LiveSource:
     """A live feed read on its own thread into a newest-wins slot: ``latest()`` gives the
     newest frame and the rest are dropped, so a slow consumer never makes the camera wait
@@ -355,14 +367,7 @@ class CameraSource(LiveSource):
         super().__init__(device)
         self.fps_requested = fps
         fmt, name = camera_input(device)
-        options = {}
-        if size:
-            options["video_size"] = f"{size[0]}x{size[1]}"
-        if fps:
-            options["framerate"] = str(fps)
-        attempts = [options]
-        if mjpeg and fmt in MJPEG_OPTION:  # MJPG first; a camera without it opens as it is
-            attempts.insert(0, {**options, MJPEG_OPTION[fmt]: "mjpeg"})
+        attempts = camera_attempts(fmt, size, fps, mjpeg)
         for i, attempt in enumerate(attempts):
             try:
                 self._container = av.open(name, format=fmt, options=attempt, metadata_errors="replace")
@@ -390,7 +395,7 @@ class CameraSource(LiveSource):
 
     def _frame(self, frame: av.VideoFrame, index: int) -> Frame:
         pts = None if frame.pts is None else frame.pts - self.origin
-        return Frame(_upright(frame), pts, frame.time_base or self.time_base, index, time.monotonic())
+        return Frame(_upright(frame), pts, frame.time_base or self.time_base, index, time.perf_counter())
 
     def _read(self) -> None:
         index = 0
@@ -429,7 +434,7 @@ class PlaybackSource(LiveSource):
     def _read(self) -> None:
         self._started.wait()  # close() sets it too
         index, offset = 0, 0  # offset in time_base units: each loop continues the timeline
-        start = time.monotonic()
+        start = time.perf_counter()
         step = round(1 / (self.fps * self.time_base))
         while not self._stop.is_set():
             last = 0
@@ -437,10 +442,10 @@ class PlaybackSource(LiveSource):
                 if self._stop.is_set():
                     return
                 pts = (f.pts or 0) + offset
-                delay = start + float(pts * f.time_base) - time.monotonic()
+                delay = start + float(pts * f.time_base) - time.perf_counter()
                 if delay > 0 and self._stop.wait(delay):
                     return
-                if not self._publish(dataclasses.replace(f, pts=pts, index=index, captured=time.monotonic())):
+                if not self._publish(dataclasses.replace(f, pts=pts, index=index, captured=time.perf_counter())):
                     return
                 last = pts
                 index += 1
@@ -465,15 +470,20 @@ def open_live(device: str, size: tuple[int, int] | None = None, fps: float | Non
 
 
 CAMERA_FORMAT = {"Linux": "v4l2", "Darwin": "avfoundation", "Windows": "dshow"}
+NO_CAMERA_HINT = {
+    "Linux": " (ls /dev/video*)",
+    "Darwin": " and that System Settings > Privacy & Security > Camera allows this terminal",
+    "Windows": " and that Settings > Privacy > Camera lets desktop apps use it",
+}
 
 
-def camera_input(device: str) -> tuple[str, str]:
+def camera_input(device: str, system: str | None = None) -> tuple[str, str]:
     """PyAV/FFmpeg input format and name for ``--device``: a camera index or path on this
     OS, or ``FORMAT:NAME`` for any FFmpeg input device (``x11grab::0.0``, ``lavfi:testsrc2``)."""
     fmt, sep, name = device.partition(":")
     if sep and fmt in _input_formats():
         return fmt, name
-    system = platform.system()
+    system = system or platform.system()
     if system == "Linux" and (device.isdigit() or device.startswith("/dev/")):
         return "v4l2", f"/dev/video{device}" if device.isdigit() else device
     if system == "Darwin":
@@ -482,6 +492,11 @@ def camera_input(device: str) -> tuple[str, str]:
         if device.startswith("video="):
             return "dshow", device
         if device.isdigit():  # DirectShow opens cameras by name only
+            if not hasattr(av, "enumerate_input_devices"):
+                raise InputError(
+                    f"this PyAV ({av.__version__}) cannot list cameras to find camera {device}: "
+                    "pip install -U av, or name it: --device video=NAME"
+                )
             cameras = list_cameras()
             if int(device) >= len(cameras):
                 raise InputError(f"no camera {device}: {len(cameras)} found; cartoon-cam --list-devices names them")
@@ -499,7 +514,7 @@ def print_cameras() -> int:
     for i, (name, description) in enumerate(cameras):
         print(f"{i}: {name}" + (f" ({description})" if description and description != name else ""))
     if not cameras:
-        print("no cameras found; check one is connected (on Linux: ls /dev/video*)")
+        print(f"no cameras found; check one is connected{NO_CAMERA_HINT.get(platform.system(), '')}")
     return 0
 
 

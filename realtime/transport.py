@@ -97,7 +97,15 @@ class Slot:
             return len(self._items)
 
     def __iter__(self):
-        while (item := self.get()) is not END:
+        """Items until ``END``. The wait wakes 4 times a second: on Windows a signal's handler
+        (Ctrl-C) runs only once the main thread's lock wait returns (before Python 3.14)."""
+        while True:
+            try:
+                item = self.get(timeout=0.25)
+            except TimeoutError:
+                continue
+            if item is END:
+                return
             yield item
 
 
@@ -208,7 +216,7 @@ class Line:
                 s.cancel()  # every thread wakes and stops; the item being delivered completes
 
         policy = interrupts or Interrupts()
-        start = time.monotonic()
+        start = time.perf_counter()
         first = None
         with nullcontext() if interrupts else policy.installed(), policy.running(stop):
             try:
@@ -220,13 +228,13 @@ class Line:
                     stats.frames += 1
                     first = index if first is None else first
                     stats.dropped = index - first + 1 - stats.frames
-                    stats.latency.add(1000 * (time.monotonic() - captured))
+                    stats.latency.add(1000 * (time.perf_counter() - captured))
                     if caught or (max_items and stats.frames >= max_items) or (should_stop and should_stop()):
                         break
             except KeyboardInterrupt:  # outside the main thread's handlers (an embedding app)
                 caught.append(signal.SIGINT)
             finally:  # still 'running': a signal while the stages wind down only asks them again
-                stats.seconds = time.monotonic() - start
+                stats.seconds = time.perf_counter() - start
                 for s in slots:
                     s.cancel()
                 for t in (feeder, *workers):

@@ -9,8 +9,10 @@ device and runtime version), so later runs decide at once and say the same line.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -85,10 +87,11 @@ def trial(graph: Path, candidate: EngineSpec, cpu: EngineSpec, root=None, log=No
         verdict = Verdict(candidate.device, candidate.backend, round(psnr(got, want), 2), ms, cpu_ms)
     except Exception as e:  # whatever the device's runtime raises: the CPU stays, with its reason
         verdict = Verdict(candidate.device, candidate.backend, cpu_ms=cpu_ms, error=first_line(e, 160))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
-    tmp.write_text(json.dumps(asdict(verdict)))
-    tmp.replace(path)
+    with contextlib.suppress(OSError):  # a verdict not kept is only tried again next time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")  # two first runs at once write apart
+        tmp.write_text(json.dumps(asdict(verdict)))
+        os.replace(tmp, path)
     return verdict
 
 

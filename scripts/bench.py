@@ -356,8 +356,12 @@ class MemoryWatch:
 
     @staticmethod
     def rss_mib() -> float:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        """Resident MiB (Linux's /proc; elsewhere NaN: the memory rows are left empty)."""
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, AttributeError, ValueError):
+            return float("nan")
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):

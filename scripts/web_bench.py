@@ -6,6 +6,8 @@ on a user's one machine."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -26,7 +28,7 @@ from realtime.web.live import Channel, Feed
 from realtime.web.studio import Look, Studio
 from realtime.web.uploads import Limits
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"  # Debian's
 ARGS = [
     "--headless=new",
     "--no-sandbox",

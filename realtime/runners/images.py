@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..options import Options
+from ..outputs import path_key
 from . import Say, silent
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
@@ -48,11 +49,11 @@ def plan(paths: list[Path], out_dir: Path | None, fmt: str | None) -> tuple[list
             jobs.append((f, out_dir / (f.stem + ext)))
     if not jobs:
         raise InputError(f"no images found in {', '.join(map(str, inputs))}")
-    seen: dict[Path, Path] = {}
+    seen: dict[str, Path] = {}
     for src, dst in jobs:
-        if dst in seen:
-            raise InputError(f"{seen[dst]} and {src} would both be written to {dst}; rename one or run them apart")
-        seen[dst] = src
+        if (key := path_key(dst)) in seen:
+            raise InputError(f"{seen[key]} and {src} would both be written to {dst}; rename one or run them apart")
+        seen[key] = src
     return jobs, notes
 
 

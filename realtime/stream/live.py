@@ -296,19 +296,32 @@ def stand_in(frames, a: Analysis, colours: np.ndarray, headless=()):
     return frames.recolour(image, colours)
 
 
-def lower_priority(by: int | None) -> None:
+def lower_priority(by: int | None, platform: str = sys.platform) -> str | None:
     """Give the calling thread way to the frame path: when both want a core, a late frame
     is a dropped frame, a late reference only a slightly older cartoon. ``by``: niceness to
     add; None: the idle class, which runs only on a core nothing else wants and gives it up
     the moment a frame-path thread wakes (a niced thread may first finish its time slice:
     on the two-face live bench, p99 latency 114-122 ms at nice 10, 79-99 ms idle). Threads
-    it starts inherit it. Linux only (a thread is a task there, so this touches no other
-    thread; CPU engines run in their caller)."""
-    if not sys.platform.startswith("linux"):
-        return
-    tid = threading.get_native_id()
-    with contextlib.suppress(OSError):
-        if by is None:
-            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-        elif by:
-            os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + by, 19))
+    it starts inherit it on Linux (a thread is a task there, so this touches no other
+    thread; CPU engines run in their caller). Windows: the thread's idle or below-normal
+    priority; macOS: its background band (Python 3.12 on). Returns what it set, or None."""
+    with contextlib.suppress(OSError, AttributeError):
+        if platform.startswith("linux"):
+            tid = threading.get_native_id()
+            if by is None:
+                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+                return "SCHED_IDLE"
+            if by:
+                os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + by, 19))
+                return f"nice +{by}"
+        elif platform == "win32" and by != 0:
+            import ctypes
+
+            kernel32 = ctypes.windll.kernel32
+            level = -15 if by is None else -1  # THREAD_PRIORITY_IDLE, THREAD_PRIORITY_BELOW_NORMAL
+            if kernel32.SetThreadPriority(kernel32.GetCurrentThread(), level):
+                return f"thread priority {level}"
+        elif platform == "darwin" and by != 0:
+            os.setpriority(os.PRIO_DARWIN_THREAD, 0, os.PRIO_DARWIN_BG)
+            return "PRIO_DARWIN_BG"
+    return None

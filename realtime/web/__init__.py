@@ -13,7 +13,22 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
+
+
+def socket_options(host: str, platform: str = sys.platform) -> list[tuple[int, int, int]]:
+    """What the listening socket is set to. POSIX: reuse a port a closed server left in
+    TIME_WAIT. Windows: never SO_REUSEADDR, which there binds a port another server is
+    listening on; the port is exclusive instead. ``::`` also takes IPv4 (Windows' sockets are
+    IPv6-only unless told), so the 127.0.0.1 address printed for it works."""
+    if platform == "win32":
+        out = [(socket.SOL_SOCKET, getattr(socket, "SO_EXCLUSIVEADDRUSE", -5), 1)]
+    else:
+        out = [(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)]
+    if host == "::":
+        out.append((socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0))
+    return out
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -22,7 +37,8 @@ def bind(host: str, port: int) -> socket.socket:
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    for level, option, value in socket_options(host):
+        sock.setsockopt(level, option, value)
     try:
         sock.bind((host, port))
     except OSError as e:

@@ -258,11 +258,11 @@ def _add_live_routes(app: FastAPI, studio: Studio, channel: Channel) -> None:
 
     @app.get("/overlay", response_class=HTMLResponse)
     async def overlay_page():
-        return HTMLResponse((STATIC / "overlay.html").read_text())
+        return HTMLResponse((STATIC / "overlay.html").read_text(encoding="utf-8"))
 
     @app.get("/frames.js")
     async def frames_script():
-        return Response((STATIC / "frames.js").read_text(), media_type="text/javascript")
+        return Response((STATIC / "frames.js").read_text(encoding="utf-8"), media_type="text/javascript")
 
     @app.get("/api/v1/live")
     async def live_state():
@@ -418,7 +418,7 @@ def _add_camera_routes(app: FastAPI, studio: Studio, channel: Channel) -> None:
 
     @app.get("/live", response_class=HTMLResponse)
     async def live_page():
-        return HTMLResponse((STATIC / "live.html").read_text())
+        return HTMLResponse((STATIC / "live.html").read_text(encoding="utf-8"))
 
     @app.websocket("/ws/live")
     async def live_socket(ws: WebSocket):

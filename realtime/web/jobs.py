@@ -8,6 +8,7 @@ are removed when the server stops (or after ``keep`` seconds).
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import secrets
 import shutil
@@ -194,7 +195,7 @@ class Jobs:
                 _emptied(self.folder / job.id)
                 self._set(job.id, state="cancelled", eta_seconds=None)
             except CartoonError as e:  # the server's folders are not the client's business
-                self._set(job.id, state="failed", error=str(e).replace(f"{self.folder / job.id}/", ""))
+                self._set(job.id, state="failed", error=without_folder(str(e), self.folder / job.id))
             except Exception as e:  # one line to the client; the worker lives on
                 self._set(job.id, state="failed", error=f"the video could not be processed ({type(e).__name__})")
             finally:
@@ -237,3 +238,11 @@ def run_video(job: Job, report, stop_reason) -> list[str]:
     done = run(job.options, job.upload, job.result, tick)
     report(job.id, frames_done=done.frames, frames_total=done.frames)
     return [*done.notes] + ([done.warning] if done.warning else [])
+
+
+def without_folder(text: str, folder: Path) -> str:
+    """``text`` with ``folder`` and its separator left out, however the OS spells it."""
+    for spelling in {str(folder), folder.as_posix(), os.path.realpath(folder)}:
+        for sep in ("/", "\\"):
+            text = text.replace(spelling + sep, "")
+    return text

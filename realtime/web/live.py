@@ -39,14 +39,14 @@ class PushSource(LiveSource):
     def __init__(self, first: np.ndarray, fps: float = 30.0, idle: float = 30.0):
         super().__init__("browser camera")
         self.time_base, self.fps, self.idle = Fraction(1, 1000), fps, idle
-        self._t0 = time.monotonic()
+        self._t0 = time.perf_counter()
         self.first = self._frame(first, -1)
         self._early: tuple[np.ndarray, int] | None = None
         self.idle_ended = False
         self._thread.start()
 
     def _frame(self, image: np.ndarray, index: int) -> Frame:
-        now = time.monotonic()
+        now = time.perf_counter()
         return Frame(image, round((now - self._t0) * 1000), self.time_base, index, now)
 
     def push(self, image: np.ndarray, index: int) -> None:

@@ -83,7 +83,7 @@ class Studio:
         self.options, self.limits, self.given = options, limits, given
         self.log = log or (lambda *a: None)
         sweep_leftovers(Path(tempfile.gettempdir()))
-        self.folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-")).resolve()
         (self.folder / "jobs").mkdir()
         self.jobs = Jobs(self.folder / "jobs")
         self._stylizers: dict[str, object] = {}

@@ -6,6 +6,7 @@ way in, so nothing the server answers tells where its files are."""
 from __future__ import annotations
 
 import json
+import os
 from urllib.parse import quote
 
 PREFIX = "upload/"
@@ -21,7 +22,8 @@ class UploadPaths:
 
     def __init__(self, app, root: str):
         self.app = app
-        self.root = root.rstrip("/") + "/"
+        # as Gradio names its files: resolved (macOS's /var is /private/var), the OS's separator
+        self.root = os.path.join(os.path.realpath(root), "")
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
@@ -78,7 +80,10 @@ class UploadPaths:
                 if message["status"] >= 400:
                     message = {**message, "headers": [(k, v) for k, v in message["headers"] if k != b"content-length"]}
             elif message["type"] == "http.response.body" and status.get("code", 200) >= 400:
-                message = {**message, "body": message.get("body", b"").replace(self.root.encode(), PREFIX.encode())}
+                body = message.get("body", b"")
+                for spelling in {self.root, json.dumps(self.root)[1:-1]}:  # as is, and inside JSON (Windows' \\)
+                    body = body.replace(spelling.encode(), PREFIX.encode())
+                message = {**message, "body": body}
             await send(message)
 
         return hiding
