@@ -343,6 +343,64 @@ class DeviceSink(Sink):
         np.copyto(self.buffer, image)
 
 
+class ThreadCpu:
+    """CPU seconds each thread spent over a run (utime + stime from Linux's /proc/self/task,
+    sampled every 0.2 s, so threads that end are counted too), by Python thread name; the
+    threads Python did not start (OpenVINO's, MediaPipe's, XNNPACK's pools) are "native".
+    Thread CPU time, not wall time: it holds on a busy machine."""
+
+    def __init__(self, every: float = 0.2):
+        import threading
+
+        self.every, self._stop = every, threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-cpu", daemon=True)
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.first: dict[int, float] = {}
+        self.last: dict[int, tuple[str, float]] = {}
+
+    def _read(self) -> dict[int, float]:
+        out = {}
+        for task in Path("/proc/self/task").iterdir():
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # ended between the listing and the read
+                continue
+            out[int(task.name)] = (int(fields[11]) + int(fields[12])) / self._tick
+        return out
+
+    def _sample(self) -> None:
+        import threading
+
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        for tid, cpu in self._read().items():
+            name = names.get(tid) or self.last.get(tid, ("native", 0.0))[0]
+            self.last[tid] = (name, cpu)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def __enter__(self) -> ThreadCpu:
+        self.first = self._read() if Path("/proc/self/task").is_dir() else {}
+        if self.first:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.first:
+            self._stop.set()
+            self._thread.join()
+            self._sample()
+
+    def by_name(self) -> dict[str, float]:
+        """CPU seconds over the run per thread name (the sampler's own left out)."""
+        out: dict[str, float] = {}
+        for tid, (name, cpu) in self.last.items():
+            if name != "bench-cpu":
+                out[name] = out.get(name, 0.0) + cpu - self.first.get(tid, 0.0)
+        return out
+
+
 class MemoryWatch:
     """The process's resident memory, sampled every second on its own thread."""
 
@@ -408,7 +466,7 @@ def live_bench(
     with FileSource(clip) as probe:
         fps = probe.fps
     o = o.replace(device=str(clip), loop=True, virtual="off", record=record, max_frames=int(seconds * fps))
-    with MemoryWatch() as memory:
+    with MemoryWatch() as memory, ThreadCpu() as cpu:
         report = run_live(o, sinks=(DeviceSink(), *(watch or [])))
     out = {
         "clip": clip.name,
@@ -422,9 +480,61 @@ def live_bench(
         "queue_peaks": report.queue_peaks,
         **memory.growth(warm_up),
         "stage_ms_median": report.stage_ms,
+        **frame_path_cpu(cpu, report.captured, landmarker_cpu_ms(face_model, clip, LIVE_PRESET["work_size"])),
     }
     console.print(f"live: {out}")
     return out
+
+
+def cost_table(runs: list[dict]) -> Table:
+    """The frame path's CPU per captured frame, thread by thread (one per stage), per clip."""
+    names = sorted({n for r in runs for n in r["cpu_ms_per_frame"]}, key=lambda n: (n in ENGINE_THREADS, n))
+    rows = [(n, *(f"{r['cpu_ms_per_frame'].get(n, 0):.1f}" for r in runs)) for n in names]
+    rows += [
+        ("frame path", *(f"{r['frame_path_cpu_ms']:.1f}" for r in runs)),
+        ("landmarker alone", *(f"{r['landmarker_cpu_ms']:.1f}" for r in runs)),
+        ("frame path / landmarker", *(f"{r['frame_path_x_landmarker']:.2f}" for r in runs)),
+    ]
+    return _table(
+        "live: thread CPU ms per captured frame (engines and native pools are beside the frame path)",
+        ("thread", *(r["clip"] for r in runs)),
+        rows,
+    )
+
+
+ENGINE_THREADS = ("engines", "native")  # the engines' thread and the runtimes' pools: beside the frame path
+
+
+def frame_path_cpu(cpu: ThreadCpu, frames: int, landmarker_ms: float) -> dict:
+    """Each thread's CPU milliseconds per captured frame; the frame path's total (every
+    thread but the engines'), and that total over the landmarker's own cost on the same
+    frames: a ratio that holds from machine to machine where milliseconds do not."""
+    per = {name: round(1000 * sec / max(frames, 1), 2) for name, sec in sorted(cpu.by_name().items())}
+    total = round(sum(v for k, v in per.items() if k not in ENGINE_THREADS), 2)
+    return {
+        "cpu_ms_per_frame": per,
+        "frame_path_cpu_ms": total,
+        "landmarker_cpu_ms": landmarker_ms,
+        "frame_path_x_landmarker": round(total / landmarker_ms, 2) if landmarker_ms else None,
+    }
+
+
+def landmarker_cpu_ms(face_model: Path, clip: Path, work_size: int, frames: int = 100) -> float:
+    """The face landmarker alone (VIDEO mode, every frame) on the clip's first frames at the
+    live work size: CPU milliseconds per frame, all its threads."""
+    from realtime.frames import shrink
+    from realtime.pipeline import work_shape
+
+    images = []
+    for f in _clip(clip, frames):
+        wh, ww = work_shape(*f.image.shape[:2], work_size)
+        images.append(shrink(f.image, ww, wh))
+    with FaceFinder(face_model, video=True) as finder:
+        finder.find(images[0], 0)  # its graph starts
+        start = time.process_time()
+        for i, image in enumerate(images[1:], 1):
+            finder.find(image, i * 40)
+        return round(1000 * (time.process_time() - start) / max(len(images) - 1, 1), 2)
 
 
 def ray_clip(assets: Path, folder: Path, seconds: float = 30.0, gop: int = 50, size=(1280, 720)) -> Path:
@@ -713,6 +823,7 @@ def main(argv: list[str] | None = None) -> int:
                 ],
             )
         )
+        console.print(cost_table(results["live"]))
     if "ray" in parts:
         ray_report = results["ray"] = ray_bench(args.model_dir, face, assets, Path("bench-results/clips"), console)
         console.print(
