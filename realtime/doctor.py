@@ -30,7 +30,7 @@ VECTOR_UNITS = {
 
 DEVICES = {  # where each backend can run
     "tensorrt": ("cuda",),
-    "onnxruntime": ("cpu", "cuda", "dml", "coreml"),
+    "onnxruntime": ("cpu", "cuda", "dml", "coreml", "migraphx"),
     "openvino": ("cpu", "gpu", "npu"),
     "torch": ("cpu", "cuda"),
 }

@@ -59,8 +59,9 @@ class Options:
     engine_threads: int = opt(0, "CPU threads per engine (0: all cores)", "engine", type=int, metavar="N")
     engine_device: str = opt(
         "auto",
-        "where the engine runs: auto (CUDA where there is one, else the CPU), cpu, cuda or cuda:N (NVIDIA); "
-        "not yet run by us: dml or dml:N (DirectML, Windows), coreml (Apple silicon), gpu, gpu:N or npu (Intel)",
+        "where the engine runs: auto (CUDA, else a device below that beats the CPU in a trial, else the CPU), "
+        "cpu, cuda or cuda:N (NVIDIA); not yet run by us: dml or dml:N (DirectML, Windows), coreml (Apple "
+        "silicon), migraphx (AMD ROCm), gpu, gpu:N or npu (Intel)",
         "engine",
         metavar="DEV",
     )
@@ -363,7 +364,7 @@ def in_mode(options: Options, mode: Mode, given: frozenset[str] = frozenset()) -
     return settle(options.replace(**preset), mode, given)
 
 
-UNTRIED = {"dml", "coreml", "gpu", "npu"}  # devices written to their documentation, not yet run on one
+UNTRIED = {"dml", "coreml", "migraphx", "gpu", "npu"}  # devices written to their documentation, not yet run on one
 
 
 def settle(options: Options, mode: Mode, given: frozenset[str] = frozenset()) -> tuple[Options, list[str]]:

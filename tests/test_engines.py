@@ -607,6 +607,7 @@ def test_gpus_beyond_nvidia_are_chosen_by_what_the_runtimes_find(assets, session
     CPU-only onnxruntime, that a DirectML session that falls back to the CPU is an error."""
     import onnxruntime as ort
 
+    import realtime.backends.ort as ort_backend
     import realtime.backends.ov as ov
     from realtime import trial
     from realtime.backends.ort import BACKEND as Ort
@@ -621,7 +622,10 @@ def test_gpus_beyond_nvidia_are_chosen_by_what_the_runtimes_find(assets, session
     assert resolve_spec() == EngineSpec("openvino", "fp32", "cpu", "head")  # auto takes no device not yet run
     assert resolve_spec(device="dml") == EngineSpec("onnxruntime", "fp32", "dml", "head")  # asked for: it runs
     assert "on macOS: pip install onnxruntime" in Ort.unavailable("coreml")
-    assert Ort.unavailable("rocm").startswith("onnxruntime runs on cpu, cuda, dml, coreml")
+    assert Ort.unavailable("rocm").startswith("onnxruntime runs on cpu, cuda, dml, coreml, migraphx")
+    assert "pip install onnxruntime-migraphx" in Ort.unavailable("migraphx")
+    migraphx = [("MIGraphXExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    assert ort_backend.providers_for("migraphx:1") == migraphx
     assert trial.found() == [("onnxruntime", "dml")]  # auto tries it (below) before taking it
     _, notes = settle(Options(engine_device="dml"), MODES["file"], frozenset({"engine_device"}))
     assert any(n.startswith("engines: onnxruntime on dml; this device is") for n in notes), notes

@@ -1,6 +1,7 @@
 """ONNX Runtime: the exported graph on the CPU, or on a GPU through its CUDA, DirectML
-(Windows: AMD, Intel and NVIDIA) or CoreML (Apple silicon) provider (FP32). DirectML and
-CoreML are written to their documentation and not yet run on such a machine."""
+(Windows: AMD, Intel and NVIDIA), CoreML (Apple silicon) or MIGraphX (AMD ROCm, Linux)
+provider (FP32). All but CUDA are written to their documentation and not yet run on such a
+machine."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ PROVIDERS = {
         "on Windows: pip install onnxruntime-directml (instead of onnxruntime)",
     ),
     "coreml": ("CoreMLExecutionProvider", "CoreML", "on macOS: pip install onnxruntime (its Mac wheels have CoreML)"),
+    "migraphx": (
+        "MIGraphXExecutionProvider",
+        "MIGraphX (AMD ROCm)",
+        "on Linux with ROCm: pip install onnxruntime-migraphx (AMD's build, instead of onnxruntime)",
+    ),
 }
 
 
@@ -37,7 +43,7 @@ def providers_for(device: str) -> list:
         # exhaustive algorithm search (its default) runs again for each new input shape, as
         # every new number of heads is: a stall live. Its heuristic does not search.
         options = {"device_id": idx, "use_tf32": 0, "cudnn_conv_algo_search": "HEURISTIC"}
-    elif kind == "dml":
+    elif kind in ("dml", "migraphx"):  # MIGraphX: FP16 and INT8 stay off (their options' defaults)
         options = {"device_id": idx}
     elif kind == "coreml":
         options = {"ModelFormat": "MLProgram", "MLComputeUnits": "ALL"}
@@ -109,7 +115,7 @@ class OrtBackend(Backend):
         except ImportError:
             return ()
         have = ort.get_available_providers()
-        return tuple(kind for kind in ("dml", "coreml") if PROVIDERS[kind][0] in have)
+        return tuple(kind for kind in ("dml", "coreml", "migraphx") if PROVIDERS[kind][0] in have)
 
     @classmethod
     def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path, shared: Path) -> Path:
