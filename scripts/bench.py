@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -330,6 +331,18 @@ def live_quality(model_dir, identity_dir, face_model, clip, frames, tmp: Path, m
     return row
 
 
+class FromFirstFrame(Sink):
+    """Restarts a ``ThreadCpu`` when the first frame comes out, and counts the frames after."""
+
+    def __init__(self, cpu: ThreadCpu):
+        self.cpu, self.frames = cpu, 0
+
+    def send(self, frame, image: np.ndarray) -> None:
+        if self.frames == 0:
+            self.cpu.restart()
+        self.frames += 1
+
+
 class DeviceSink(Sink):
     """Stands in for a virtual camera: copies each frame into one device buffer (keeping
     every 720p frame, as MemorySink does, would measure the allocator, not the pipeline)."""
@@ -341,6 +354,26 @@ class DeviceSink(Sink):
         if self.buffer is None:
             self.buffer = np.empty_like(image)
         np.copyto(self.buffer, image)
+
+
+def thread_group(name: str) -> str:
+    """A Python thread's row: its own name, pools and anonymous threads together."""
+    if name.startswith("ThreadPoolExecutor"):
+        return "python pools"
+    return "other python" if re.fullmatch(r"Thread-\d+.*", name) else name
+
+
+def native_group(tid: int) -> str:
+    """A thread Python did not start, by the name its library gave it (Linux's comm)."""
+    try:
+        comm = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+    except OSError:
+        comm = ""
+    if comm == "drishti":  # MediaPipe's graph threads: the face landmarker's work
+        return "faces (MediaPipe pool)"
+    if comm.startswith("av:"):  # FFmpeg's decoder threads
+        return "decode (FFmpeg)"
+    return "native"  # unnamed: OpenVINO's workers (the engines) and OpenCV's
 
 
 class ThreadCpu:
@@ -371,10 +404,11 @@ class ThreadCpu:
     def _sample(self) -> None:
         import threading
 
-        names = {t.native_id: t.name for t in threading.enumerate()}
+        names = {t.native_id: thread_group(t.name) for t in threading.enumerate()}
         for tid, cpu in self._read().items():
-            name = names.get(tid) or self.last.get(tid, ("native", 0.0))[0]
-            self.last[tid] = (name, cpu)
+            if tid not in self.last:
+                self.last[tid] = (names.get(tid) or native_group(tid), cpu)
+            self.last[tid] = (self.last[tid][0], cpu)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
@@ -385,6 +419,12 @@ class ThreadCpu:
         if self.first:
             self._thread.start()
         return self
+
+    def restart(self) -> None:
+        """Count from now (the first frame out): set-up, builds and priming are not per frame."""
+        if self.first:
+            self._sample()
+            self.first = {tid: cpu for tid, (_, cpu) in self.last.items()}
 
     def __exit__(self, *exc) -> None:
         if self.first:
@@ -467,7 +507,8 @@ def live_bench(
         fps = probe.fps
     o = o.replace(device=str(clip), loop=True, virtual="off", record=record, max_frames=int(seconds * fps))
     with MemoryWatch() as memory, ThreadCpu() as cpu:
-        report = run_live(o, sinks=(DeviceSink(), *(watch or [])))
+        counted = FromFirstFrame(cpu)
+        report = run_live(o, sinks=(DeviceSink(), counted, *(watch or [])))
     out = {
         "clip": clip.name,
         **report.summary,
@@ -480,7 +521,12 @@ def live_bench(
         "queue_peaks": report.queue_peaks,
         **memory.growth(warm_up),
         "stage_ms_median": report.stage_ms,
-        **frame_path_cpu(cpu, report.captured, landmarker_cpu_ms(face_model, clip, LIVE_PRESET["work_size"])),
+        # per source frame after the first out: those shown and those dropped
+        **frame_path_cpu(
+            cpu,
+            counted.frames + report.summary["dropped"],
+            landmarker_cpu_ms(face_model, clip, LIVE_PRESET["work_size"]),
+        ),
     }
     console.print(f"live: {out}")
     return out
@@ -488,7 +534,8 @@ def live_bench(
 
 def cost_table(runs: list[dict]) -> Table:
     """The frame path's CPU per captured frame, thread by thread (one per stage), per clip."""
-    names = sorted({n for r in runs for n in r["cpu_ms_per_frame"]}, key=lambda n: (n in ENGINE_THREADS, n))
+    names = sorted({n for r in runs for n, v in r["cpu_ms_per_frame"].items() if v >= 0.05},
+                   key=lambda n: (n in ENGINE_THREADS, n))  # fmt: skip
     rows = [(n, *(f"{r['cpu_ms_per_frame'].get(n, 0):.1f}" for r in runs)) for n in names]
     rows += [
         ("frame path", *(f"{r['frame_path_cpu_ms']:.1f}" for r in runs)),
@@ -502,7 +549,8 @@ def cost_table(runs: list[dict]) -> Table:
     )
 
 
-ENGINE_THREADS = ("engines", "native")  # the engines' thread and the runtimes' pools: beside the frame path
+# beside the frame path: the engines' thread, and the unnamed native pools (mostly OpenVINO's)
+ENGINE_THREADS = ("engines", "native")
 
 
 def frame_path_cpu(cpu: ThreadCpu, frames: int, landmarker_ms: float) -> dict:
