@@ -203,7 +203,7 @@ def render(r: dict) -> str:
     ]
     for b in r["backends"]:
         state = "ready" if b["ready"] else f"no: {b['reason']}"
-        lines.append(f"backend    {b['backend'] + ' on ' + b['device']:22} {state}")
+        lines.append(f"backend    {b['backend'] + ' on ' + b['device']:24} {state}")
     lines += [f"{cmd:10} would run {spec}" for cmd, spec in r["engines"].items()]
     lines += [
         f"cameras    {', '.join(r['cameras']) or 'none found'}",

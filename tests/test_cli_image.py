@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -102,3 +103,18 @@ def test_bad_inputs_fail_cleanly(assets, tmp_path):
         tmp_path / "out.tga",
         "output format",
     )
+
+
+def test_a_missing_photo_is_said_before_models_are_fetched_or_built(tmp_path):
+    """``cartoon-image nothere.png out.png`` on a new machine said the model hub could not be
+    reached (the download came first); with local models it built both engines first. The
+    missing file is the one line now, before either."""
+    env = {**os.environ, "CARTOON_CAM_HOME": str(tmp_path / "home"), "CARTOON_CAM_ENDPOINT": "http://127.0.0.1:9"}
+    exe = shutil.which("cartoon-image") or "cartoon-image"
+    for extra in ([], ["-o", str(tmp_path / "out")]):
+        args = [str(tmp_path / "nothere.png"), *([] if extra else [str(tmp_path / "out.png")]), *extra]
+        proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=120, env=env)
+        assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+            f"cartoon-image: error: {tmp_path / 'nothere.png'} does not exist; check the path"
+        ], proc.stderr
+        assert not (tmp_path / "home" / "engines").exists()

@@ -30,9 +30,12 @@ def plan(paths: list[Path], out_dir: Path | None, fmt: str | None) -> tuple[list
     """(input, output) pairs, and a line for each thing in a folder that is left out
     (subfolders are not walked). Every problem with the plan (two inputs for one output,
     an image name given as a folder) is found here, before any work."""
+    if out_dir is None and len(paths) != 2:
+        raise InputError("give IN OUT, IN_DIR OUT_DIR, or several inputs with -o DIR")
+    for src in paths[:1] if out_dir is None else paths:  # before models are fetched or engines built
+        if not src.exists():
+            raise InputError(f"{src} does not exist; check the path")
     if out_dir is None:
-        if len(paths) != 2:
-            raise InputError("give IN OUT, IN_DIR OUT_DIR, or several inputs with -o DIR")
         src, dst = paths
         if not src.is_dir():
             return [(src, dst)], []
