@@ -383,6 +383,13 @@ def settle(options: Options, mode: Mode, given: frozenset[str] = frozenset()) ->
         changes["precision"] = "auto"
         auto = resolve_spec(spec.backend, "auto", spec.device).precision
         notes.append(f"the {mode.name} preset's {options.precision} is not in {spec.backend}; running {auto}")
+    if preset_precision and options.precision == "int8" and (spec.backend, spec.device) == ("openvino", "cpu"):
+        from . import precision
+        from .cache import cache_dir
+
+        if (v := precision.read(cache_dir(options.cache_dir) / "engines")) and not precision.pays(v):
+            changes["precision"] = "fp32"
+            notes.append(f"{precision.said(v)}: the {mode.name} preset runs fp32 (exact); --precision int8 forces it")
     if spec.device.partition(":")[0] in UNTRIED:
         notes.append(
             f"engines: {spec.backend} on {spec.device}; this device is written to its runtime's documentation, "

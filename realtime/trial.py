@@ -13,22 +13,19 @@ import contextlib
 import hashlib
 import json
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from .cache import cache_dir
-from .engine import HEAD_SIZE, EngineSpec, backend_names, get_backend, resolve_spec
+from .engine import EngineSpec, backend_names, get_backend, resolve_spec
 from .engine_cache import artifact_key, load_engine
 from .errors import BackendError, first_line
 from .options import Options
 from .quality import psnr
+from .timing import RUNS, head_crop, timed
 
 AGREES_DB = 30.0  # FP16 or INT8 beside FP32 is 35-45 dB here; a broken kernel is under 20
 FASTER = 0.9  # the device must take at most this share of the CPU's time per head
-RUNS = 5
 
 
 @dataclass(frozen=True)
@@ -80,10 +77,10 @@ def trial(graph: Path, candidate: EngineSpec, cpu: EngineSpec, root=None, log=No
             return Verdict(**json.loads(path.read_text()))
         except (ValueError, TypeError):
             pass  # a damaged verdict is tried again
-    crop = _crop()
-    want, cpu_ms = _timed(load_engine(graph, cpu, root, log), crop)
+    crop = head_crop()
+    want, cpu_ms = timed(load_engine(graph, cpu, root, log), crop)
     try:
-        got, ms = _timed(load_engine(graph, candidate, root, log), crop)
+        got, ms = timed(load_engine(graph, candidate, root, log), crop)
         verdict = Verdict(candidate.device, candidate.backend, round(psnr(got, want), 2), ms, cpu_ms)
     except Exception as e:  # whatever the device's runtime raises: the CPU stays, with its reason
         verdict = Verdict(candidate.device, candidate.backend, cpu_ms=cpu_ms, error=first_line(e, 160))
@@ -93,25 +90,6 @@ def trial(graph: Path, candidate: EngineSpec, cpu: EngineSpec, root=None, log=No
         tmp.write_text(json.dumps(asdict(verdict)))
         os.replace(tmp, path)
     return verdict
-
-
-def _crop() -> np.ndarray:
-    """A fixed smooth colour crop: the same input on every machine, with edges and flat areas."""
-    y, x = np.mgrid[0:HEAD_SIZE, 0:HEAD_SIZE] / HEAD_SIZE
-    rgb = np.stack([128 + 100 * np.sin(6 * x + 2 * y), 128 + 90 * np.cos(5 * y), 255 * (x > y)], axis=-1)
-    return rgb.clip(0, 255).astype(np.uint8)[None]
-
-
-def _timed(engine, crop: np.ndarray) -> tuple[np.ndarray, float]:
-    """The engine's output and its median milliseconds per call, after one warm-up."""
-    with engine:
-        out = engine(crop)
-        times = []
-        for _ in range(RUNS):
-            start = time.perf_counter()
-            engine(crop)
-            times.append((time.perf_counter() - start) * 1000)
-    return out, round(float(np.median(times)), 2)
 
 
 def on_best_device(options: Options, graph: Path, log=None) -> Options:

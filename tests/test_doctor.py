@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from realtime.doctor import VECTOR_UNITS
+from realtime.machine import VECTOR_UNITS
 
 
 def doctor(

@@ -638,3 +638,35 @@ def test_gpus_beyond_nvidia_are_chosen_by_what_the_runtimes_find(assets, session
     monkeypatch.undo()
     with pytest.raises(BackendError, match=r"could not start its DirectML provider on dml .*onnxruntime-directml"):
         OrtEngine(export_onnx(asset(assets, "fixtures/dctnet_tiny.pb")), EngineSpec("onnxruntime", "fp32", "dml"))
+
+
+def test_the_presets_int8_runs_only_where_it_is_faster(assets, tmp_path):
+    """On a Zen 1 EPYC OpenVINO's INT8 head took 316 ms against FP32's 311 (no integer units
+    to use), for 43 dB: the file and live presets paid fidelity for nothing. Building the INT8
+    head engine now times it against FP32, once per CPU; a preset's INT8 then gives way where
+    it is not faster. ``--precision int8`` still forces it."""
+    from realtime import precision
+    from realtime.options import MODES, settle
+
+    engines = tmp_path / "engines"
+    spec = EngineSpec("openvino", "int8", "cpu", "head")
+    built = engine_cache.build(asset(assets, "fixtures/dctnet_tiny.pb"), spec, tmp_path, log=None)
+    v = precision.read(engines)
+    assert v is not None and v["int8_ms"] > 0 and v["fp32_ms"] > 0, v
+    assert sorted(p.name for p in built.parent.iterdir()) == ["key.json", "model.bin", "model.xml"]
+
+    o = Options(cache_dir=str(tmp_path))
+    for int8_ms, runs in ((300.0, "fp32"), (120.0, "int8")):
+        precision.verdict_path(engines).write_text(json.dumps({"int8_ms": int8_ms, "fp32_ms": 200.0}))
+        for mode in ("file", "live"):
+            got, notes = settle(o.replace(precision="int8"), MODES[mode])
+            assert got.precision == runs, (mode, notes)
+            if runs == "fp32":
+                assert notes[0] == (
+                    f"INT8 takes 300 ms a head here against FP32's 200 ms: the {mode} preset runs fp32 (exact); "
+                    "--precision int8 forces it"
+                )
+        given, _ = settle(o.replace(precision="int8"), MODES["file"], frozenset({"precision"}))
+        assert given.precision == "int8"  # typed by the user: forced
+    precision.verdict_path(engines).write_text("{not json")
+    assert precision.read(engines) is None and settle(o.replace(precision="int8"), MODES["file"])[0].precision == "int8"

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..calibration import calibration_images
 from ..engine import Backend, Engine, EngineSpec
+from ..precision import time_int8
 from .ov_int8 import REVISION, quantize
 
 
@@ -92,12 +93,21 @@ class OpenVinoBackend(Backend):
     @classmethod
     def build(cls, graph: Path, spec: EngineSpec, out_dir: Path, onnx: Path, shared: Path) -> Path:
         ov = openvino()
+        timed = spec.precision == "int8" and spec.role == "head" and spec.device == "cpu"
+        fp32 = out_dir / "fp32-for-timing.xml"
         with no_telemetry():
             model = ov.convert_model(str(onnx))
+            if timed:
+                ov.save_model(model, str(fp32), compress_to_fp16=False)
             if spec.precision == "int8":
                 model = quantize(model, calibration_images(spec.role), shared_core())
         out = out_dir / "model.xml"
         ov.save_model(model, str(out), compress_to_fp16=False)
+        if timed:  # whether the presets' INT8 pays on this CPU (realtime.precision)
+            xml = {"int8": out, "fp32": fp32}
+            time_int8(lambda p: OpenVinoEngine(xml[p], EngineSpec("openvino", p, "cpu", "head")), shared)
+            for f in (fp32, fp32.with_suffix(".bin")):
+                f.unlink(missing_ok=True)
         return out
 
     @classmethod
