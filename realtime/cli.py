@@ -133,7 +133,7 @@ def video_main(argv: list[str] | None = None) -> int:
             raise InputError("--segments cuts the video for --ray; add --ray (or leave --segments out)")
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
         columns += [TextColumn("{task.fields[fps]:.1f} fps"), TimeRemainingColumn()]
-        with Progress(*columns, disable=o.quiet) as bar:
+        with Progress(*columns, disable=o.quiet or not sys.stdout.isatty(), transient=True) as bar:  # for people
             task = bar.add_task(args.output.name, total=None, fps=0.0, start=False)
             t0 = time.monotonic()
 

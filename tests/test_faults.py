@@ -521,6 +521,15 @@ def test_messages_name_the_real_problem(assets, args, clip, tmp_path, monkeypatc
     one_line(proc, "--offline", "--model-dir", "--face-model", "CARTOON_CAM_ENDPOINT")
 
 
+def test_a_video_that_is_not_there_shows_no_progress(args, tmp_path):
+    """``cartoon-video nothere.mp4 out.mp4`` printed an empty progress bar for out.mp4 above
+    its error, as if work had begun. The bar is for a terminal now (and cleared from it when
+    the run ends); the summary line stays."""
+    proc = run("video", tmp_path / "nothere.mp4", tmp_path / "out.mp4", *[a for a in args if a != "--quiet"])
+    one_line(proc, "nothere.mp4 does not exist")
+    assert proc.stdout == "", proc.stdout
+
+
 # ---- outputs checked before any work (third probe)
 
 
