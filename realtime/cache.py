@@ -41,6 +41,15 @@ def cached_artifact(final: Path, marker: str) -> Path | None:
         return None
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """A small file written whole or not at all: under a per-process name, then renamed (two
+    processes writing it at once each write their own)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def atomic_dir(final: Path, fill, marker: str = "key.json") -> Path:
     """Build into a temporary sibling and rename, so a killed build leaves nothing half-made.
     Builds of one artifact take turns (a file lock): the second finds the first's result.

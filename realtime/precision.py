@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -43,13 +42,14 @@ def pays(v: dict) -> bool:
 
 
 def said(v: dict) -> str:
-    """The timing in words, for the build log and the preset's note."""
+    """The timing in words, for the preset's note."""
     return f"INT8 takes {v['int8_ms']:.0f} ms a head here against FP32's {v['fp32_ms']:.0f} ms"
 
 
-def time_int8(make: Callable[[str], object], engines: Path, log=None) -> dict:
+def time_int8(make: Callable[[str], object], engines: Path) -> dict:
     """Time the INT8 and FP32 head engines (``make("int8")``, ``make("fp32")``) on one crop,
     interleaved, and keep the verdict."""
+    from .cache import write_atomic
     from .timing import head_crop, timed
 
     crop, ms = head_crop(), {"int8": [], "fp32": []}
@@ -57,12 +57,6 @@ def time_int8(make: Callable[[str], object], engines: Path, log=None) -> dict:
         for p in ("int8", "fp32"):
             ms[p].append(timed(make(p), crop, runs=3)[1])
     v = {"int8_ms": min(ms["int8"]), "fp32_ms": min(ms["fp32"])}
-    path = verdict_path(engines)
     with contextlib.suppress(OSError):  # not kept: timed again at the next INT8 build
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-        tmp.write_text(json.dumps(v))
-        os.replace(tmp, path)
-    if log:
-        log(f"{said(v)}: the presets' INT8 " + ("runs" if pays(v) else "gives way to FP32 (exact, as fast)"))
+        write_atomic(verdict_path(engines), json.dumps(v).encode())
     return v

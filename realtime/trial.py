@@ -12,11 +12,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .cache import cache_dir
+from .cache import cache_dir, write_atomic
 from .engine import EngineSpec, backend_names, get_backend, resolve_spec
 from .engine_cache import artifact_key, load_engine
 from .errors import BackendError, first_line
@@ -85,10 +84,7 @@ def trial(graph: Path, candidate: EngineSpec, cpu: EngineSpec, root=None, log=No
     except Exception as e:  # whatever the device's runtime raises: the CPU stays, with its reason
         verdict = Verdict(candidate.device, candidate.backend, cpu_ms=cpu_ms, error=first_line(e, 160))
     with contextlib.suppress(OSError):  # a verdict not kept is only tried again next time
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")  # two first runs at once write apart
-        tmp.write_text(json.dumps(asdict(verdict)))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(asdict(verdict)).encode())
     return verdict
 
 

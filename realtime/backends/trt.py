@@ -19,13 +19,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
-import os
 import re
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
 
+from ..cache import write_atomic
 from ..engine import (
     HEAD_SIZE,
     MAX_BACKGROUND_SIDE,
@@ -184,7 +184,7 @@ class TensorRtBackend(Backend):
             plan = builder.build_serialized_network(network, config)
             if plan is None:
                 raise BackendError("TensorRT engine build failed; see the TensorRT log above")
-            _write_atomic(timing, bytes(config.get_timing_cache().serialize()))
+            write_atomic(timing, bytes(config.get_timing_cache().serialize()))
         out = out_dir / "model.plan"
         out.write_bytes(bytes(plan))
         return out
@@ -242,13 +242,6 @@ def _timing_cache_path(shared: Path, device: str) -> Path:
 
     key = hashlib.sha256(f"{device_id(device)} {trt.__version__}".encode()).hexdigest()[:16]
     return shared / f"tensorrt-timing-{key}.cache"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 BACKEND = TensorRtBackend
